@@ -1,0 +1,3 @@
+from mqtt_backup.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,210 @@
+"""The configuration as pydantic models: frozen, unknown keys rejected, every field described."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from mqtt_backup.durations import parse_duration
+from mqtt_backup.schedule import Schedule, parse_schedule
+
+ID_PATTERN = r"^[a-z0-9_-]{1,64}$"
+PASSWORD_ENV = "MQTT_BACKUP_MQTT_PASSWORD"
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def default_instance() -> str:
+    """The host name, lower-cased and reduced to the characters allowed in topics."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-")
+    return name[:64] or "mqtt-backup"
+
+
+class TlsConfig(_Model):
+    ca_certs: Path | None = Field(None, description="CA bundle that signed the broker's certificate")
+    certfile: Path | None = Field(None, description="client certificate, for brokers that ask")
+    keyfile: Path | None = Field(None, description="key of the client certificate")
+    insecure: bool = Field(False, description="accept a certificate whose host name does not match")
+
+
+class MqttConfig(_Model):
+    host: str = Field("127.0.0.1", description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker port")
+    username: str | None = Field(None, description="user name, when the broker asks for one")
+    password: SecretStr | None = Field(None, description="password; prefer password_file or env")
+    password_file: Path | None = Field(None, description="file holding the password")
+    tls: TlsConfig | bool = Field(False, description="false, true (system CAs) or TLS settings")
+    protocol: Literal["3.1.1", "5"] = Field("3.1.1", description="MQTT protocol version")
+    client_id: str | None = Field(None, description="MQTT client id; default from the instance")
+    keepalive: int = Field(60, ge=5, le=3600, description="seconds between keep-alive pings")
+    base_topic: str = Field("mqtt_backup", pattern=r"^[A-Za-z0-9_/-]{1,128}$")
+    discovery: bool = Field(True, description="announce every job to Home Assistant")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_/-]{1,128}$")
+    discovery_format: Literal["device", "component"] = Field(
+        "device", description="device (HA >= 2024.12) or component (older HA)"
+    )
+    allow_commands: bool = Field(True, description="accept run/cancel/enable commands over MQTT")
+    progress_interval: Duration = Field(
+        timedelta(seconds=5), description="least time between two progress publishes of one job"
+    )
+
+    @model_validator(mode="after")
+    def _password_sources(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give either password or password_file, not both")
+        if self.password_file is not None and not self.password_file.is_file():
+            raise ValueError(f"password_file {str(self.password_file)!r} does not exist")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """The password from ``password``, ``password_file`` or the environment, in that order."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip("\r\n")
+        return os.environ.get(PASSWORD_ENV) or None
+
+
+class RcloneConfig(_Model):
+    binary: str = Field("rclone", description="rclone executable, a name on PATH or a path")
+    config_file: Path | None = Field(None, description="rclone.conf, passed as --config")
+    extra_args: list[str] = Field(default_factory=list, description="flags added to every call")
+    stats_interval: Duration = Field(
+        timedelta(seconds=1), description="how often rclone reports its progress"
+    )
+
+    @field_validator("stats_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(milliseconds=100):
+            raise ValueError("must be at least 100ms")
+        return value
+
+
+class DeletionConfig(_Model):
+    mode: Literal["none", "verify_then_delete"] = Field(
+        "none", description="verify_then_delete removes source files proven to be at the destination"
+    )
+    verify: Literal["checksum", "size", "download"] = Field(
+        "checksum", description="how a destination file is proven identical"
+    )
+    min_age: Duration = Field(timedelta(0), description="only delete source files older than this")
+    remove_empty_dirs: bool = Field(
+        False, description="also remove source folders left empty by the deletion"
+    )
+
+
+class JobConfig(_Model):
+    name: str | None = Field(None, max_length=200, description="display name (any text)")
+    source: str = Field(min_length=1, description="rclone path to back up")
+    destination: str = Field(min_length=1, description="rclone path to back up to")
+    operation: Literal["copy", "sync", "move"] = Field("copy", description="rclone operation")
+    schedule: Schedule | None = Field(
+        None, description='cron (5 fields) or "every 6h"; omit for manual runs only'
+    )
+    catch_up: bool = Field(True, description="run at start-up if a scheduled run was missed")
+    stale_after: Duration | None = Field(
+        None, description="overdue when the last success is older (default: from the schedule)"
+    )
+    enabled: bool = Field(True, description="whether the schedule fires")
+    timeout: Duration | None = Field(None, description="cancel a run that takes longer")
+    retries: int = Field(0, ge=0, le=100, description="extra attempts after a retryable failure")
+    retry_delay: Duration = Field(timedelta(minutes=5), description="wait between attempts")
+    filters: list[str] = Field(default_factory=list, description="rclone filter rules, in order")
+    extra_args: list[str] = Field(default_factory=list, description="flags for the transfer")
+    deletion: DeletionConfig = Field(default_factory=DeletionConfig)
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        return parse_schedule(value) if isinstance(value, str) else value
+
+    @field_validator("filters")
+    @classmethod
+    def _filters(cls, rules: list[str]) -> list[str]:
+        for rule in rules:
+            if not re.match(r"^[+-] \S", rule):
+                raise ValueError(f"{rule!r} is not a filter rule; write '+ pattern' or '- pattern'")
+        return rules
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @model_validator(mode="after")
+    def _safe_combination(self) -> JobConfig:
+        if self.deletion.mode == "verify_then_delete":
+            if self.operation == "sync":
+                raise ValueError(
+                    "operation sync cannot be combined with deletion verify_then_delete: "
+                    "once the source files are deleted, the next sync would delete them "
+                    "from the destination too; use operation copy"
+                )
+            if self.operation == "move":
+                raise ValueError(
+                    "operation move cannot be combined with deletion verify_then_delete: "
+                    "move deletes source files without the verification; use operation copy"
+                )
+        if _same_place(self.source, self.destination):
+            raise ValueError("source and destination are the same place")
+        return self
+
+    def effective_stale_after(self) -> timedelta | None:
+        """When the last success counts as overdue: the setting, else twice the schedule's period."""
+        if self.stale_after is not None:
+            return self.stale_after
+        if self.schedule is None:
+            return None
+        return self.schedule.period() * 2 + timedelta(hours=1)
+
+
+def _same_place(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+class AppConfig(_Model):
+    instance: str = Field(default_factory=default_instance, pattern=ID_PATTERN)
+    state_dir: Path = Field(Path("./state"), description="SQLite history and per-job locks")
+    timezone: str | None = Field(None, description="time zone of cron schedules; default: host's")
+    max_concurrent_jobs: int = Field(2, ge=1, le=64, description="runs allowed at the same time")
+    mqtt: MqttConfig | None = Field(None, description="broker; without it state is kept locally")
+    rclone: RcloneConfig = Field(default_factory=RcloneConfig)
+    jobs: dict[Annotated[str, Field(pattern=ID_PATTERN)], JobConfig] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    def display_name(self, job_id: str) -> str:
+        """The job's name, falling back to its id."""
+        return self.jobs[job_id].name or job_id

@@ -1,0 +1,1 @@
+"""Everything that talks to rclone. Knows nothing of MQTT."""

@@ -1,0 +1,65 @@
+"""Values the engine reports while a run goes on, and the outcome it returns at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Phase = Literal["transferring", "verifying", "deleting"]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One rclone stats report of the transfer."""
+
+    bytes: int = 0
+    total_bytes: int = 0
+    speed: float = 0.0
+    eta: float | None = None
+    files: int = 0
+    total_files: int = 0
+    errors: int = 0
+    checks: int = 0
+    total_checks: int = 0
+    elapsed: float = 0.0
+    last_error: str | None = None
+
+    @property
+    def percent(self) -> float:
+        """Share of bytes done, 0-100 (100 when there is nothing to transfer)."""
+        if self.total_bytes <= 0:
+            return 100.0 if self.total_files == self.files else 0.0
+        return min(100.0, 100.0 * self.bytes / self.total_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseStarted:
+    phase: Phase
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionCounts:
+    """What verify-then-delete did: proven files, deleted files and bytes, files kept."""
+
+    files_verified: int = 0
+    files_deleted: int = 0
+    bytes_deleted: int = 0
+    files_kept: int = 0
+
+
+Event = Progress | PhaseStarted | DeletionCounts
+
+Status = Literal["completed", "failed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How one engine run ended. ``error`` is a short sentence, never a command line."""
+
+    status: Status
+    error: str | None = None
+    exit_code: int | None = None
+    retryable: bool = False
+    progress: Progress | None = None
+    deletion: DeletionCounts = field(default_factory=DeletionCounts)
+    kept_reasons: dict[str, int] = field(default_factory=dict)

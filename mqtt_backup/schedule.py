@@ -1,0 +1,72 @@
+"""Job schedules: a 5-field cron expression or ``every <duration>``, and their APScheduler triggers."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import BaseModel, ConfigDict
+
+from mqtt_backup.durations import format_duration, parse_duration
+
+_EVERY = re.compile(r"^every\s+(\S+)$", re.IGNORECASE)
+
+
+class Schedule(BaseModel):
+    """A parsed schedule; ``text`` is what the user wrote."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["cron", "interval"]
+    text: str
+    interval_seconds: float = 0.0
+
+    def trigger(self, timezone: tzinfo | None = None) -> BaseTrigger:
+        """The APScheduler trigger that fires on this schedule."""
+        if self.kind == "interval":
+            return IntervalTrigger(seconds=self.interval_seconds, timezone=timezone or UTC)
+        return CronTrigger.from_crontab(self.text, timezone=timezone)
+
+    def period(self) -> timedelta:
+        """The usual time between two runs (for cron, the gap after the next fire time)."""
+        if self.kind == "interval":
+            return timedelta(seconds=self.interval_seconds)
+        trigger = self.trigger(UTC)
+        now = datetime.now(UTC)
+        first = trigger.get_next_fire_time(None, now)
+        second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+        if first is None or second is None:
+            return timedelta(days=1)
+        return second - first
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse ``"0 3 * * *"`` or ``"every 6h"``; raises ValueError with a readable reason."""
+    text = " ".join(text.split())
+    every = _EVERY.match(text)
+    if every:
+        interval = parse_duration(every.group(1))
+        if interval < timedelta(seconds=1):
+            raise ValueError("an interval schedule must be at least 'every 1s'")
+        return Schedule(
+            kind="interval",
+            text=f"every {format_duration(interval)}",
+            interval_seconds=interval.total_seconds(),
+        )
+    if len(text.split(" ")) != 5:
+        raise ValueError(
+            f"{text!r} is neither a 5-field cron expression (like '0 3 * * *') "
+            "nor an interval (like 'every 6h')"
+        )
+    try:
+        CronTrigger.from_crontab(text, timezone=UTC)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from None
+    return Schedule(kind="cron", text=text)

@@ -1,0 +1,265 @@
+"""The JobState payload and the pure transitions that turn engine events into new states."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, field_serializer
+
+from mqtt_backup.engine.events import DeletionCounts, Event, PhaseStarted, Progress, RunOutcome
+
+Status = Literal["idle", "queued", "running", "completed", "failed", "cancelled", "interrupted"]
+StatePhase = Literal["transferring", "verifying", "deleting", "done"]
+Trigger = Literal["schedule", "command", "cli", "catch_up"]
+
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "interrupted"})
+ACTIVE: frozenset[str] = frozenset({"queued", "running"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """UTC ISO-8601 with a ``Z``, as Home Assistant and the payload contract want it."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class DeletionState(_Frozen):
+    enabled: bool = False
+    mode: Literal["none", "verify_then_delete"] = "none"
+    phase: StatePhase | None = None
+    files_verified: int = 0
+    files_deleted: int = 0
+    bytes_deleted: int = 0
+    files_kept: int = 0
+
+
+class JobState(_Frozen):
+    """One job's state: the retained MQTT payload and the last-state row in history."""
+
+    job_id: str
+    name: str
+    status: Status = "idle"
+    phase: StatePhase | None = None
+    percent: float = 0
+    bytes_transferred: int = 0
+    total_bytes: int = 0
+    speed_bytes: float = 0
+    eta_seconds: float | None = None
+    files_transferred: int = 0
+    total_files: int = 0
+    errors: int = 0
+    deletion: DeletionState = DeletionState()
+    run_id: str | None = None
+    trigger: Trigger | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    last_success_at: datetime | None = None
+    last_result: Status | None = None
+    next_run_at: datetime | None = None
+    enabled: bool = True
+    error: str | None = None
+    updated_at: datetime | None = None
+
+    @field_serializer("started_at", "finished_at", "last_success_at", "next_run_at", "updated_at")
+    def _times(self, value: datetime | None) -> str | None:
+        return iso(value)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> JobState:
+        return cls.model_validate_json(text)
+
+
+def initial(job_id: str, name: str, deletion_mode: str = "none", enabled: bool = True) -> JobState:
+    """A job that has never run."""
+    return JobState(
+        job_id=job_id,
+        name=name,
+        enabled=enabled,
+        deletion=_deletion_config(deletion_mode),
+        updated_at=utcnow(),
+    )
+
+
+def _deletion_config(mode: str) -> DeletionState:
+    return DeletionState(enabled=mode != "none", mode=mode)  # type: ignore[arg-type]
+
+
+def configured(state: JobState, name: str, deletion_mode: str, enabled: bool) -> JobState:
+    """The state after the job's settings changed (name, deletion mode, schedule switch)."""
+    deletion = state.deletion
+    if deletion.mode != deletion_mode:
+        deletion = deletion.model_copy(update=_deletion_config(deletion_mode).model_dump(
+            include={"enabled", "mode"}
+        ))
+    return state.model_copy(update={"name": name, "deletion": deletion, "enabled": enabled})
+
+
+def queued(state: JobState, run_id: str, trigger: Trigger, now: datetime) -> JobState:
+    """A run is waiting for a free slot."""
+    return _reset_run(state, run_id, trigger).model_copy(
+        update={"status": "queued", "updated_at": now}
+    )
+
+
+def started(state: JobState, run_id: str, trigger: Trigger, now: datetime) -> JobState:
+    """A run begins with the transfer."""
+    reset = _reset_run(state, run_id, trigger)
+    return reset.model_copy(
+        update={
+            "status": "running",
+            "phase": "transferring",
+            "started_at": now,
+            "updated_at": now,
+            "deletion": reset.deletion.model_copy(
+                update={"phase": "transferring" if state.deletion.enabled else None}
+            ),
+        }
+    )
+
+
+def _reset_run(state: JobState, run_id: str, trigger: Trigger) -> JobState:
+    return state.model_copy(
+        update={
+            "run_id": run_id,
+            "trigger": trigger,
+            "phase": None,
+            "percent": 0,
+            "bytes_transferred": 0,
+            "total_bytes": 0,
+            "speed_bytes": 0,
+            "eta_seconds": None,
+            "files_transferred": 0,
+            "total_files": 0,
+            "errors": 0,
+            "started_at": None,
+            "finished_at": None,
+            "duration_seconds": None,
+            "error": None,
+            "deletion": _deletion_config(state.deletion.mode),
+        }
+    )
+
+
+def apply(state: JobState, event: Event, now: datetime) -> JobState:
+    """The state after one engine event. Raises ValueError on an impossible phase order."""
+    if state.status != "running":
+        raise ValueError(f"event {event!r} for a job that is {state.status}")
+    update: dict[str, object] = {"updated_at": now}
+    if isinstance(event, Progress):
+        update |= {
+            "percent": round(event.percent, 1),
+            "bytes_transferred": event.bytes,
+            "total_bytes": event.total_bytes,
+            "speed_bytes": round(event.speed, 1),
+            "eta_seconds": event.eta,
+            "files_transferred": event.files,
+            "total_files": event.total_files,
+            "errors": event.errors,
+        }
+        if state.started_at is not None:
+            update["duration_seconds"] = _seconds(state.started_at, now)
+    elif isinstance(event, PhaseStarted):
+        if event.phase == "deleting" and state.phase != "verifying":
+            # Deletion is reachable only from a verified state (invariant 1).
+            raise ValueError("deleting can only follow verifying")
+        if event.phase == "verifying" and state.phase != "transferring":
+            raise ValueError("verifying can only follow transferring")
+        update["phase"] = event.phase
+        if event.phase != "transferring":
+            update |= {"speed_bytes": 0, "eta_seconds": None}
+        if state.deletion.enabled:
+            update["deletion"] = state.deletion.model_copy(update={"phase": event.phase})
+    elif isinstance(event, DeletionCounts):
+        update["deletion"] = _with_counts(state.deletion, event)
+    return state.model_copy(update=update)
+
+
+def _with_counts(deletion: DeletionState, counts: DeletionCounts) -> DeletionState:
+    return deletion.model_copy(
+        update={
+            "files_verified": counts.files_verified,
+            "files_deleted": counts.files_deleted,
+            "bytes_deleted": counts.bytes_deleted,
+            "files_kept": counts.files_kept,
+        }
+    )
+
+
+def finished(state: JobState, outcome: RunOutcome, now: datetime) -> JobState:
+    """The terminal state of a run."""
+    update: dict[str, object] = {
+        "status": outcome.status,
+        "phase": "done",
+        "finished_at": now,
+        "updated_at": now,
+        "last_result": outcome.status,
+        "error": outcome.error,
+        "speed_bytes": 0,
+        "eta_seconds": None if outcome.status != "completed" else 0,
+        "duration_seconds": _seconds(state.started_at, now) if state.started_at else 0.0,
+        "deletion": _with_counts(state.deletion, outcome.deletion).model_copy(
+            update={"phase": "done" if state.deletion.enabled else None}
+        ),
+    }
+    if outcome.progress is not None:
+        update |= {
+            "bytes_transferred": outcome.progress.bytes,
+            "total_bytes": outcome.progress.total_bytes,
+            "files_transferred": outcome.progress.files,
+            "total_files": outcome.progress.total_files,
+            "errors": outcome.progress.errors,
+        }
+    if outcome.status == "completed":
+        update |= {"percent": 100, "last_success_at": now}
+    elif outcome.progress is not None:
+        update["percent"] = round(outcome.progress.percent, 1)
+    return state.model_copy(update=update)
+
+
+def interrupted(state: JobState, now: datetime, reason: str) -> JobState:
+    """A run whose process went away without reporting how it ended."""
+    return state.model_copy(
+        update={
+            "status": "interrupted",
+            "phase": "done",
+            "finished_at": now,
+            "updated_at": now,
+            "last_result": "interrupted",
+            "error": reason,
+            "speed_bytes": 0,
+            "eta_seconds": None,
+            "deletion": state.deletion.model_copy(
+                update={"phase": "done" if state.deletion.enabled else None}
+            ),
+        }
+    )
+
+
+def scheduled(state: JobState, next_run_at: datetime | None, enabled: bool) -> JobState:
+    """The state with its next fire time and schedule switch."""
+    return state.model_copy(update={"next_run_at": next_run_at, "enabled": enabled})
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    return round((end - start).total_seconds(), 3)
