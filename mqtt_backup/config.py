@@ -23,7 +23,7 @@ from mqtt_backup.durations import parse_duration
 from mqtt_backup.schedule import Schedule, parse_schedule
 
 ID_PATTERN = r"^[a-z0-9_-]{1,64}$"
-PASSWORD_ENV = "MQTT_BACKUP_MQTT_PASSWORD"
+PASSWORD_ENV = "MQTT_BACKUP_MQTT_PASSWORD"  # noqa: S105 - a variable name
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
@@ -39,7 +39,7 @@ def default_instance() -> str:
 
 
 class TlsConfig(_Model):
-    ca_certs: Path | None = Field(None, description="CA bundle that signed the broker's certificate")
+    ca_certs: Path | None = Field(None, description="CA bundle that signed the broker certificate")
     certfile: Path | None = Field(None, description="client certificate, for brokers that ask")
     keyfile: Path | None = Field(None, description="key of the client certificate")
     insecure: bool = Field(False, description="accept a certificate whose host name does not match")
@@ -51,7 +51,7 @@ class MqttConfig(_Model):
     username: str | None = Field(None, description="user name, when the broker asks for one")
     password: SecretStr | None = Field(None, description="password; prefer password_file or env")
     password_file: Path | None = Field(None, description="file holding the password")
-    tls: TlsConfig | bool = Field(False, description="false, true (system CAs) or TLS settings")
+    tls: TlsConfig | None = Field(None, description="false, true (system CAs) or TLS settings")
     protocol: Literal["3.1.1", "5"] = Field("3.1.1", description="MQTT protocol version")
     client_id: str | None = Field(None, description="MQTT client id; default from the instance")
     keepalive: int = Field(60, ge=5, le=3600, description="seconds between keep-alive pings")
@@ -65,6 +65,13 @@ class MqttConfig(_Model):
     progress_interval: Duration = Field(
         timedelta(seconds=5), description="least time between two progress publishes of one job"
     )
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_switch(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @model_validator(mode="after")
     def _password_sources(self) -> MqttConfig:
@@ -101,7 +108,7 @@ class RcloneConfig(_Model):
 
 class DeletionConfig(_Model):
     mode: Literal["none", "verify_then_delete"] = Field(
-        "none", description="verify_then_delete removes source files proven to be at the destination"
+        "none", description="verify_then_delete removes source files proven at the destination"
     )
     verify: Literal["checksum", "size", "download"] = Field(
         "checksum", description="how a destination file is proven identical"
@@ -171,7 +178,7 @@ class JobConfig(_Model):
         return self
 
     def effective_stale_after(self) -> timedelta | None:
-        """When the last success counts as overdue: the setting, else twice the schedule's period."""
+        """When the last success is overdue: the setting, else twice the schedule period + 1h."""
         if self.stale_after is not None:
             return self.stale_after
         if self.schedule is None:
@@ -187,7 +194,7 @@ class AppConfig(_Model):
     instance: str = Field(default_factory=default_instance, pattern=ID_PATTERN)
     state_dir: Path = Field(Path("./state"), description="SQLite history and per-job locks")
     timezone: str | None = Field(None, description="time zone of cron schedules; default: host's")
-    max_concurrent_jobs: int = Field(2, ge=1, le=64, description="runs allowed at the same time")
+    max_concurrent_jobs: int = Field(2, ge=1, le=64, description="runs allowed at once")
     mqtt: MqttConfig | None = Field(None, description="broker; without it state is kept locally")
     rclone: RcloneConfig = Field(default_factory=RcloneConfig)
     jobs: dict[Annotated[str, Field(pattern=ID_PATTERN)], JobConfig] = Field(default_factory=dict)

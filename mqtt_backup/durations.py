@@ -1,4 +1,4 @@
-"""Durations as users write them: ``30s``, ``5m``, ``6h``, ``7d`` (and combinations like ``1h30m``)."""
+"""Durations as users write them: ``30s``, ``5m``, ``6h``, ``7d``, or combined like ``1h30m``."""
 
 from __future__ import annotations
 

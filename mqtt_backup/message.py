@@ -1,4 +1,4 @@
-"""The one value that crosses into MQTT: discovery and state code return these, the publisher sends them."""
+"""The one value that crosses into MQTT: built by discovery and state code, sent by publisher."""
 
 from __future__ import annotations
 

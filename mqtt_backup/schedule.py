@@ -1,4 +1,4 @@
-"""Job schedules: a 5-field cron expression or ``every <duration>``, and their APScheduler triggers."""
+"""Job schedules: 5-field cron or ``every <duration>``, and their APScheduler triggers."""
 
 from __future__ import annotations
 

@@ -21,11 +21,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None, timespec: str = "seconds") -> str | None:
     """UTC ISO-8601 with a ``Z``, as Home Assistant and the payload contract want it."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 class _Frozen(BaseModel):
@@ -109,9 +109,9 @@ def configured(state: JobState, name: str, deletion_mode: str, enabled: bool) ->
     """The state after the job's settings changed (name, deletion mode, schedule switch)."""
     deletion = state.deletion
     if deletion.mode != deletion_mode:
-        deletion = deletion.model_copy(update=_deletion_config(deletion_mode).model_dump(
-            include={"enabled", "mode"}
-        ))
+        deletion = deletion.model_copy(
+            update=_deletion_config(deletion_mode).model_dump(include={"enabled", "mode"})
+        )
     return state.model_copy(update={"name": name, "deletion": deletion, "enabled": enabled})
 
 

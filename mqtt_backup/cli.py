@@ -1,0 +1,208 @@
+"""``mqtt-backup`` command line: parse arguments, map outcomes to exit codes, print errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from rich.console import Console
+from rich.table import Table
+
+from mqtt_backup import __version__
+from mqtt_backup.config import AppConfig
+from mqtt_backup.config_loader import config_path, load_config
+from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
+from mqtt_backup.history import History
+from mqtt_backup.logs import setup as setup_logging
+from mqtt_backup.secrets import secret_values
+from mqtt_backup.state import JobState, iso
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+logger = logging.getLogger("mqtt_backup")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mqtt-backup",
+        description="Scheduled rclone backups whose state is published to MQTT and Home Assistant.",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        help="config file (default: $MQTT_BACKUP_CONFIG, else config/mqtt-backup.yaml)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO",
+    )
+    parser.add_argument("--version", action="version", version=f"mqtt-backup {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("validate", help="check the config; list every error")
+    sub.add_parser("serve", help="run the daemon: schedules, commands, publishing")
+    run = sub.add_parser("run-job", help="run one job now, with a live progress bar")
+    run.add_argument("job", metavar="JOB")
+    run.add_argument("--dry-run", action="store_true", help="transfer and delete nothing")
+    status = sub.add_parser("status", help="every job's last state")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    hist = sub.add_parser("history", help="past runs of a job")
+    hist.add_argument("job", metavar="JOB")
+    hist.add_argument("--limit", type=int, default=20, help="how many runs (default: 20)")
+    sub.add_parser("healthcheck", help="exit 0 while a serve of this config is alive")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = config_path(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: invalid configuration:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return EXIT_USAGE
+    redactor = setup_logging(args.log_level, secret_values(config))
+    try:
+        if args.command == "validate":
+            print(f"{path}: OK, {len(config.jobs)} job(s): {', '.join(config.jobs) or 'none'}")
+            return EXIT_OK
+        if args.command == "run-job":
+            return run_job(config, args.job, dry_run=args.dry_run)
+        if args.command == "status":
+            return show_status(config, as_json=args.json)
+        if args.command == "history":
+            return show_history(config, args.job, args.limit)
+        from mqtt_backup import app
+
+        if args.command == "serve":
+            return app.serve(path, config, redactor)
+        return app.healthcheck(config)
+    except MqttBackupError as exc:
+        print(f"mqtt-backup: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _unknown_job(config: AppConfig, job_id: str) -> int:
+    known = ", ".join(config.jobs) or "none configured"
+    print(f"mqtt-backup: unknown job {job_id!r} (jobs: {known})", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run_job(config: AppConfig, job_id: str, *, dry_run: bool = False) -> int:
+    """Run one job in the foreground; SIGINT/SIGTERM cancel it cleanly."""
+    from mqtt_backup.executor import JobExecutor
+    from mqtt_backup.listeners import PublishingListener
+    from mqtt_backup.progress import ProgressDisplay, summary
+
+    if job_id not in config.jobs:
+        return _unknown_job(config, job_id)
+    with History(config.state_dir) as history:
+        executor = JobExecutor(config, history)
+        display = ProgressDisplay(sys.stderr)
+        executor.add_listener(display)
+        publisher = None
+        if config.mqtt is not None:
+            from mqtt_backup.publisher import Publisher
+
+            publisher = Publisher(config, mode="oneshot", known_topics=history, job_ids=[job_id])
+            executor.add_listener(PublishingListener(publisher))
+        recovered = executor.recover()
+        if publisher is not None:
+            publisher.start()
+            for state in recovered:
+                publisher.publish_state(state)
+            publisher.publish_state(executor.state(job_id))
+        _cancel_on_signals(lambda: executor.cancel(job_id))
+        display.start()
+        try:
+            final = executor.run(job_id, "cli", dry_run=dry_run)
+        except JobBusy as exc:
+            display.stop()
+            print(f"mqtt-backup: {exc}; not started", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            display.stop()
+            if publisher is not None:
+                publisher.stop()
+    print(summary(final) + (" (dry run: nothing was deleted)" if dry_run else ""))
+    return EXIT_OK if final.status == "completed" else EXIT_FAILED
+
+
+def _cancel_on_signals(cancel: object) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        logger.warning("received %s: cancelling the run", signal.Signals(signum).name)
+        threading.Thread(target=cancel, name="cancel", daemon=True).start()  # type: ignore[arg-type]
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def show_status(config: AppConfig, *, as_json: bool) -> int:
+    """Every configured job's last state: from the broker when it answers, else local history."""
+    states: dict[str, JobState] | None = None
+    source = "broker"
+    if config.mqtt is not None:
+        from mqtt_backup.publisher import read_retained_states
+
+        states = read_retained_states(config, timeout=3.0)
+    if states is None:
+        source = "local history"
+        with History(config.state_dir) as history:
+            states = history.last_states()
+    states = {job: states[job] for job in config.jobs if job in states}
+    if as_json:
+        print(json.dumps({job: s.model_dump(mode="json") for job, s in states.items()}, indent=2))
+        return EXIT_OK
+    table = Table(title=f"mqtt-backup {config.instance} (from {source})")
+    for column in ("job", "status", "progress", "last success", "next run", "error"):
+        table.add_column(column)
+    for job_id in config.jobs:
+        s = states.get(job_id)
+        if s is None:
+            table.add_row(job_id, "never run", "", "", "", "")
+            continue
+        progress = f"{s.phase} {s.percent:.0f}%" if s.status == "running" else ""
+        table.add_row(
+            job_id,
+            s.status,
+            progress,
+            iso(s.last_success_at) or "never",
+            iso(s.next_run_at) or "",
+            s.error or "",
+        )
+    Console().print(table)
+    return EXIT_OK
+
+
+def show_history(config: AppConfig, job_id: str, limit: int) -> int:
+    if job_id not in config.jobs:
+        return _unknown_job(config, job_id)
+    with History(config.state_dir) as history:
+        runs = history.runs(job_id, limit)
+    table = Table(title=f"runs of {job_id}")
+    for column in ("started", "trigger", "status", "files", "bytes", "deleted", "kept", "error"):
+        table.add_column(column)
+    for r in runs:
+        table.add_row(
+            r.started_at,
+            r.trigger + (" (dry run)" if r.dry_run else ""),
+            r.status,
+            str(r.files_transferred),
+            str(r.bytes_transferred),
+            str(r.files_deleted),
+            str(r.files_kept),
+            r.error or "",
+        )
+    Console(width=160).print(table)
+    if not runs:
+        print(f"{job_id} has not run yet")
+    return EXIT_OK

@@ -1,0 +1,345 @@
+"""Pure: Home Assistant MQTT discovery messages for every job and for the instance itself.
+
+One HA device per job, linked with ``via_device`` to one device for the instance. Every
+entity reads the job's single retained state topic through a ``value_template``, so a
+job costs one retained state topic plus one (device format) discovery topic.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mqtt_backup import __version__
+from mqtt_backup.config import AppConfig, MqttConfig
+from mqtt_backup.message import Message
+from mqtt_backup.topics import Component, Topics
+
+SUPPORT_URL = "https://github.com/mqtt-backup/mqtt-backup"
+STATUS_OPTIONS = ["idle", "queued", "running", "completed", "failed", "cancelled", "interrupted"]
+PHASE_OPTIONS = ["transferring", "verifying", "deleting", "done"]
+EVENT_TYPES = ["completed", "failed", "cancelled", "interrupted"]
+# HA rejects a state longer than 255 characters; the error sentence is cut short of it.
+MAX_STATE_LENGTH = 250
+
+
+@dataclass(frozen=True)
+class Entity:
+    key: str
+    component: Component
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _value(path: str) -> str:
+    """A template that renders ``None`` (HA: unknown) instead of failing on a null or missing field.
+
+    ``default({})`` keeps ``deletion.x`` safe when ``deletion`` itself is missing; HA turns
+    the rendered text ``None`` into the unknown state for sensors and binary sensors.
+    """
+    parts = path.split(".")
+    expression = "value_json"
+    for part in parts[:-1]:
+        expression = f"({expression}.{part} | default({{}}))"
+    return f"{{{{ {expression}.{parts[-1]} | default(None) }}}}"
+
+
+def _overdue_template(stale_seconds: float | None) -> str:
+    if stale_seconds is None:
+        # A manual-only job has no schedule to fall behind.
+        return "OFF"
+    return (
+        "{% set s = value_json.last_success_at | default(None) %}"
+        f"{{% if s %}}{{{{ 'ON' if (now() - as_datetime(s)).total_seconds() > {int(stale_seconds)}"
+        " else 'OFF' }}"
+        # Never succeeded: overdue once a run has ended without success; a job that has not
+        # run yet is not overdue (it may simply not have reached its first scheduled time).
+        "{% elif value_json.finished_at | default(None) %}ON{% else %}OFF{% endif %}"
+    )
+
+
+def job_entities(mqtt: MqttConfig, topics: Topics, config: AppConfig, job_id: str) -> list[Entity]:
+    """The entities of one job, in display order."""
+    state = topics.state(job_id)
+    stale = config.jobs[job_id].effective_stale_after()
+    diagnostic = {"entity_category": "diagnostic"}
+
+    def sensor(key: str, name: str, path: str, **extra: Any) -> Entity:
+        return Entity(
+            key, "sensor", name, {"state_topic": state, "value_template": _value(path)} | extra
+        )
+
+    entities = [
+        sensor(
+            "status",
+            "Status",
+            "status",
+            device_class="enum",
+            options=STATUS_OPTIONS,
+            icon="mdi:backup-restore",
+        ),
+        sensor("phase", "Phase", "phase", device_class="enum", options=PHASE_OPTIONS, **diagnostic),
+        sensor(
+            "progress",
+            "Progress",
+            "percent",
+            unit_of_measurement="%",
+            suggested_display_precision=0,
+            icon="mdi:progress-upload",
+        ),
+        sensor(
+            "transferred",
+            "Transferred",
+            "bytes_transferred",
+            device_class="data_size",
+            unit_of_measurement="B",
+        ),
+        sensor(
+            "speed",
+            "Speed",
+            "speed_bytes",
+            device_class="data_rate",
+            unit_of_measurement="B/s",
+            state_class="measurement",
+            **diagnostic,
+        ),
+        sensor(
+            "eta",
+            "ETA",
+            "eta_seconds",
+            device_class="duration",
+            unit_of_measurement="s",
+            **diagnostic,
+        ),
+        sensor("last_run", "Last run", "finished_at", device_class="timestamp"),
+        sensor("last_success", "Last success", "last_success_at", device_class="timestamp"),
+        sensor("next_run", "Next run", "next_run_at", device_class="timestamp"),
+        sensor(
+            "duration",
+            "Duration",
+            "duration_seconds",
+            device_class="duration",
+            unit_of_measurement="s",
+            **diagnostic,
+        ),
+        sensor("files_deleted", "Files deleted", "deletion.files_deleted", icon="mdi:file-remove"),
+        sensor(
+            "space_freed",
+            "Space freed",
+            "deletion.bytes_deleted",
+            device_class="data_size",
+            unit_of_measurement="B",
+        ),
+        Entity(
+            "error",
+            "sensor",
+            "Error",
+            {
+                "state_topic": state,
+                "value_template": "{{ (value_json.error | default(None))"
+                f"[:{MAX_STATE_LENGTH}] if value_json.error | default(None) else None }}}}",
+                "icon": "mdi:alert-circle-outline",
+            }
+            | diagnostic,
+        ),
+        Entity(
+            "problem",
+            "binary_sensor",
+            "Problem",
+            {
+                "state_topic": state,
+                "device_class": "problem",
+                "value_template": "{{ 'ON' if (value_json.last_result | default(None)) in "
+                "['failed', 'interrupted'] else 'OFF' }}",
+            },
+        ),
+        Entity(
+            "overdue",
+            "binary_sensor",
+            "Overdue",
+            {
+                "state_topic": state,
+                "device_class": "problem",
+                "value_template": _overdue_template(stale.total_seconds() if stale else None),
+                "icon": "mdi:calendar-alert",
+            },
+        ),
+        Entity(
+            "run_finished",
+            "event",
+            "Run finished",
+            {
+                "state_topic": topics.event(job_id),
+                "event_types": EVENT_TYPES,
+            },
+        ),
+    ]
+    if mqtt.allow_commands:
+        entities += [
+            Entity(
+                "run",
+                "button",
+                "Run now",
+                {
+                    "command_topic": topics.command(job_id, "run"),
+                    "payload_press": "PRESS",
+                    "icon": "mdi:play",
+                },
+            ),
+            Entity(
+                "cancel",
+                "button",
+                "Cancel",
+                {
+                    "command_topic": topics.command(job_id, "cancel"),
+                    "payload_press": "PRESS",
+                    "icon": "mdi:stop",
+                },
+            ),
+            Entity(
+                "schedule_enabled",
+                "switch",
+                "Schedule enabled",
+                {
+                    "state_topic": state,
+                    "command_topic": topics.command(job_id, "enabled/set"),
+                    "value_template": "{{ 'ON' if value_json.enabled | default(true) else 'OFF' }}",
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
+                    "icon": "mdi:calendar-clock",
+                },
+            ),
+        ]
+    return entities
+
+
+def _origin() -> dict[str, str]:
+    return {"name": "mqtt-backup", "sw_version": __version__, "support_url": SUPPORT_URL}
+
+
+def instance_identifier(instance: str) -> str:
+    return f"mqtt_backup_{instance}"
+
+
+def _instance_device(instance: str) -> dict[str, Any]:
+    return {
+        "identifiers": [instance_identifier(instance)],
+        "name": f"mqtt-backup {instance}",
+        "manufacturer": "mqtt-backup",
+        "model": "Backup service",
+        "sw_version": __version__,
+    }
+
+
+def _job_device(config: AppConfig, job_id: str) -> dict[str, Any]:
+    return {
+        "identifiers": [f"{instance_identifier(config.instance)}_{job_id}"],
+        # The device name prefixes every entity id: sensor.backup_<job name>_status.
+        "name": f"Backup {config.display_name(job_id)}",
+        "manufacturer": "mqtt-backup",
+        "model": "rclone backup job",
+        "sw_version": __version__,
+        "via_device": instance_identifier(config.instance),
+    }
+
+
+def _availability(topics: Topics) -> list[dict[str, str]]:
+    return [
+        {
+            "topic": topics.availability,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+        }
+    ]
+
+
+def _messages(
+    mqtt: MqttConfig,
+    topics: Topics,
+    device: dict[str, Any],
+    entities: list[Entity],
+    uid_prefix: str,
+    device_topic: str,
+    component_topic: Any,
+    availability: bool,
+) -> list[Message]:
+    shared: dict[str, Any] = {"device": device, "origin": _origin()}
+    if availability:
+        shared["availability"] = _availability(topics)
+    configs = {
+        e.key: {"name": e.name, "unique_id": f"{uid_prefix}_{e.key}", "qos": 1} | e.options
+        for e in entities
+    }
+    if mqtt.discovery_format == "device":
+        payload = shared | {"cmps": {e.key: {"p": e.component} | configs[e.key] for e in entities}}
+        return [_json(device_topic, payload)]
+    return [_json(component_topic(e.component, e.key), shared | configs[e.key]) for e in entities]
+
+
+def discovery_messages(config: AppConfig, job_id: str) -> list[Message]:
+    """Retained discovery for one job; empty when MQTT or discovery is off."""
+    mqtt = config.mqtt
+    if mqtt is None or not mqtt.discovery:
+        return []
+    topics = Topics(mqtt, config.instance)
+    return _messages(
+        mqtt,
+        topics,
+        _job_device(config, job_id),
+        job_entities(mqtt, topics, config, job_id),
+        f"{config.instance}_{job_id}",
+        topics.device_discovery(job_id),
+        lambda component, key: topics.component_discovery(component, job_id, key),
+        availability=True,
+    )
+
+
+def instance_discovery_messages(config: AppConfig) -> list[Message]:
+    """The instance device (the ``via_device`` of every job) with one connectivity entity.
+
+    The entity reads the availability topic itself and carries no availability, so it
+    shows "disconnected" rather than "unavailable" while the service is down.
+    """
+    mqtt = config.mqtt
+    if mqtt is None or not mqtt.discovery:
+        return []
+    topics = Topics(mqtt, config.instance)
+    service = Entity(
+        "service",
+        "binary_sensor",
+        "Service",
+        {
+            "state_topic": topics.availability,
+            "device_class": "connectivity",
+            "payload_on": "online",
+            "payload_off": "offline",
+            "entity_category": "diagnostic",
+        },
+    )
+    return _messages(
+        mqtt,
+        topics,
+        _instance_device(config.instance),
+        [service],
+        config.instance,
+        topics.instance_device_discovery(),
+        topics.instance_component_discovery,
+        availability=False,
+    )
+
+
+def job_retained_topics(config: AppConfig, job_id: str) -> set[str]:
+    """Every retained topic this job owns: its state and its discovery topics."""
+    assert config.mqtt is not None  # noqa: S101 - callers only ask with MQTT configured
+    topics = Topics(config.mqtt, config.instance)
+    return {topics.state(job_id)} | {m.topic for m in discovery_messages(config, job_id)}
+
+
+def removal_messages(topics: set[str] | list[str]) -> list[Message]:
+    """Empty retained payloads: the broker forgets each topic, Home Assistant the entities."""
+    return [Message.clear(topic) for topic in sorted(topics)]
+
+
+def _json(topic: str, payload: dict[str, Any]) -> Message:
+    return Message.text(topic, json.dumps(payload, separators=(",", ":")), qos=1, retain=True)

@@ -1,0 +1,306 @@
+"""Runs jobs: the per-job lock, the concurrency limit, retries, history, and every state change."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+from mqtt_backup import state as st
+from mqtt_backup.config import AppConfig, JobConfig, RcloneConfig
+from mqtt_backup.engine.events import Event, Progress, RunOutcome
+from mqtt_backup.errors import JobBusy, MqttBackupError
+from mqtt_backup.history import History
+from mqtt_backup.locks import JobLock, is_locked
+from mqtt_backup.state import JobState, Trigger
+
+logger = logging.getLogger(__name__)
+
+
+class StateListener(Protocol):
+    def state_changed(self, state: JobState) -> None: ...
+
+    def run_finished(self, state: JobState) -> None: ...
+
+
+class Engine(Protocol):
+    def __call__(
+        self,
+        job_id: str,
+        job: JobConfig,
+        rclone: RcloneConfig,
+        *,
+        on_event: Callable[[Event], None],
+        cancel: threading.Event,
+        work_dir: Path,
+        dry_run: bool = False,
+    ) -> RunOutcome: ...
+
+
+def _default_engine() -> Engine:
+    from mqtt_backup.engine.runner import execute
+
+    return execute
+
+
+class JobExecutor:
+    """Owns each job's current state; the only writer of runs to history."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        history: History,
+        *,
+        engine: Engine | None = None,
+        listeners: Iterable[StateListener] = (),
+    ) -> None:
+        self.config = config
+        self.history = history
+        self._engine = engine or _default_engine()
+        self._listeners = list(listeners)
+        self._lock = threading.RLock()
+        self._slots = threading.BoundedSemaphore(config.max_concurrent_jobs)
+        self._cancels: dict[str, threading.Event] = {}
+        self._states: dict[str, JobState] = {}
+        self.reconfigure(config)
+
+    # state
+
+    def add_listener(self, listener: StateListener) -> None:
+        self._listeners.append(listener)
+
+    def reconfigure(self, config: AppConfig) -> None:
+        """Adopt a new config: states for new jobs, names and modes of changed ones."""
+        saved = self.history.last_states()
+        with self._lock:
+            self.config = config
+            for job_id, job in config.jobs.items():
+                current = self._states.get(job_id) or saved.get(job_id)
+                enabled = bool(self.history.setting(job_id, "enabled", job.enabled))
+                name = job.name or job_id
+                if current is None:
+                    current = st.initial(job_id, name, job.deletion.mode, enabled)
+                else:
+                    current = st.configured(current, name, job.deletion.mode, enabled)
+                self._states[job_id] = current
+            for job_id in list(self._states):
+                if job_id not in config.jobs and job_id not in self._cancels:
+                    del self._states[job_id]
+
+    def state(self, job_id: str) -> JobState:
+        with self._lock:
+            return self._states[job_id]
+
+    def states(self) -> dict[str, JobState]:
+        with self._lock:
+            return dict(self._states)
+
+    def update(self, job_id: str, change: Callable[[JobState], JobState]) -> JobState:
+        """Apply a pure transition to a job's state, save it and tell the listeners."""
+        with self._lock:
+            new = change(self._states[job_id])
+            self._states[job_id] = new
+        self.history.save_state(new)
+        self._notify(new)
+        return new
+
+    def _set(self, new: JobState) -> None:
+        with self._lock:
+            self._states[new.job_id] = new
+        self._notify(new)
+
+    def _notify(self, new: JobState) -> None:
+        for listener in self._listeners:
+            try:
+                listener.state_changed(new)
+            except Exception:  # a listener must never stop a backup
+                logger.exception("state listener failed for job %s", new.job_id)
+
+    # crash recovery (invariant 2)
+
+    def recover(self) -> list[JobState]:
+        """Mark runs whose process is gone as interrupted; returns the states that changed."""
+        now = st.utcnow()
+        changed: list[JobState] = []
+        for record in self.history.running_runs():
+            if is_locked(self.config.state_dir, record.job_id):
+                continue  # another process is running it right now
+            with self._lock:
+                current = self._states.get(record.job_id)
+            if current is None or current.run_id != record.run_id:
+                current = st.JobState(
+                    job_id=record.job_id, name=record.job_id, status="running", run_id=record.run_id
+                )
+            new = st.interrupted(current, now, "the process running this job stopped unexpectedly")
+            self.history.finish_run(new)
+            if record.job_id in self.config.jobs:
+                self._set(new)
+                changed.append(new)
+            logger.warning("job %s run %s was interrupted", record.job_id, record.run_id)
+        return changed
+
+    # runs
+
+    def is_running(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._cancels
+
+    def cancel(self, job_id: str) -> bool:
+        """Ask the job's current run to stop; False when it is not running here."""
+        with self._lock:
+            event = self._cancels.get(job_id)
+        if event is None:
+            return False
+        logger.info("job %s: cancel requested", job_id)
+        event.set()
+        return True
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            events = list(self._cancels.values())
+        for event in events:
+            event.set()
+
+    def run(self, job_id: str, trigger: Trigger, *, dry_run: bool = False) -> JobState:
+        """Run a job now, with its retries; returns the final state.
+
+        Raises JobBusy when the job is already running here or in another process,
+        and KeyError for an unknown job.
+        """
+        job = self.config.jobs[job_id]
+        cancel = threading.Event()
+        with self._lock:
+            if job_id in self._cancels:
+                raise JobBusy(f"job {job_id!r} is already running")
+            self._cancels[job_id] = cancel
+        try:
+            with JobLock(self.config.state_dir, job_id):
+                return self._attempts(job_id, job, trigger, cancel, dry_run)
+        finally:
+            with self._lock:
+                self._cancels.pop(job_id, None)
+
+    def _attempts(
+        self, job_id: str, job: JobConfig, trigger: Trigger, cancel: threading.Event, dry_run: bool
+    ) -> JobState:
+        attempt = 1
+        while True:
+            final, retryable = self._one_run(job_id, job, trigger, cancel, dry_run, attempt)
+            retry = (
+                final.status == "failed"
+                and retryable
+                and attempt <= job.retries
+                and not cancel.is_set()
+            )
+            if not retry:
+                return final
+            delay = job.retry_delay.total_seconds()
+            logger.info("job %s: attempt %d failed, retrying in %.0fs", job_id, attempt, delay)
+            if cancel.wait(delay):
+                return final
+            attempt += 1
+
+    def _one_run(
+        self,
+        job_id: str,
+        job: JobConfig,
+        trigger: Trigger,
+        cancel: threading.Event,
+        dry_run: bool,
+        attempt: int,
+    ) -> tuple[JobState, bool]:
+        """One attempt: its final state and whether its failure may pass on a retry."""
+        run_id = uuid.uuid4().hex[:12]
+        if not self._slots.acquire(blocking=False):
+            self._set(st.queued(self.state(job_id), run_id, trigger, st.utcnow()))
+            while not self._slots.acquire(timeout=0.2):
+                if cancel.is_set():
+                    outcome = RunOutcome("cancelled", error="cancelled before it started")
+                    return self._finish_unstarted(job_id, run_id, trigger, outcome, attempt), False
+        try:
+            return self._transfer(job_id, job, run_id, trigger, cancel, dry_run, attempt)
+        finally:
+            self._slots.release()
+
+    def _finish_unstarted(
+        self, job_id: str, run_id: str, trigger: Trigger, outcome: RunOutcome, attempt: int
+    ) -> JobState:
+        now = st.utcnow()
+        running = st.started(self.state(job_id), run_id, trigger, now)
+        self.history.start_run(running, attempt)
+        return self._finish(st.finished(running, outcome, now))
+
+    def _transfer(
+        self,
+        job_id: str,
+        job: JobConfig,
+        run_id: str,
+        trigger: Trigger,
+        cancel: threading.Event,
+        dry_run: bool,
+        attempt: int,
+    ) -> tuple[JobState, bool]:
+        running = st.started(self.state(job_id), run_id, trigger, st.utcnow())
+        self.history.start_run(running, attempt, dry_run)
+        self._set(running)
+        logger.info("job %s run %s started (%s, attempt %d)", job_id, run_id, trigger, attempt)
+        work_dir = Path(self.config.state_dir) / "work" / run_id
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+        def on_event(event: Event) -> None:
+            try:
+                new = st.apply(self.state(job_id), event, st.utcnow())
+            except ValueError:
+                logger.exception("job %s: engine event out of order", job_id)
+                return
+            if isinstance(event, Progress):
+                self._set(new)
+            else:
+                self.update(job_id, lambda _: new)
+
+        try:
+            outcome = self._engine(
+                job_id,
+                job,
+                self.config.rclone,
+                on_event=on_event,
+                cancel=cancel,
+                work_dir=work_dir,
+                dry_run=dry_run,
+            )
+        except MqttBackupError as exc:
+            outcome = RunOutcome("failed", error=str(exc))
+        except Exception:  # the terminal state must be reached whatever happened
+            logger.exception("job %s run %s: unexpected error", job_id, run_id)
+            outcome = RunOutcome("failed", error="internal error; see the log")
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        return self._finish(
+            st.finished(self.state(job_id), outcome, st.utcnow())
+        ), outcome.retryable
+
+    def _finish(self, final: JobState) -> JobState:
+        self.history.finish_run(final)
+        self._set(final)
+        d = final.deletion
+        logger.info(
+            "job %s run %s %s in %.1fs: %d files, %d bytes%s%s",
+            final.job_id,
+            final.run_id,
+            final.status,
+            final.duration_seconds or 0,
+            final.files_transferred,
+            final.bytes_transferred,
+            f"; deleted {d.files_deleted}, kept {d.files_kept}" if d.enabled else "",
+            f"; {final.error}" if final.error else "",
+        )
+        for listener in self._listeners:
+            try:
+                listener.run_finished(final)
+            except Exception:
+                logger.exception("run listener failed for job %s", final.job_id)
+        return final

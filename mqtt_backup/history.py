@@ -1,0 +1,253 @@
+"""Run history in SQLite: one row per run, each job's last state, and what was published."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from mqtt_backup.state import JobState, iso
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    bytes_transferred INTEGER NOT NULL DEFAULT 0,
+    files_transferred INTEGER NOT NULL DEFAULT 0,
+    files_verified INTEGER NOT NULL DEFAULT 0,
+    files_deleted INTEGER NOT NULL DEFAULT 0,
+    bytes_deleted INTEGER NOT NULL DEFAULT 0,
+    files_kept INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    dry_run INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job_id, started_at);
+CREATE TABLE IF NOT EXISTS job_states (
+    job_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS published (
+    job_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    PRIMARY KEY (job_id, topic)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    job_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (job_id, key)
+);
+"""
+
+
+def _ms(moment: datetime | None) -> str | None:
+    # Milliseconds, so that runs seconds apart can be ordered and compared for overlap.
+    return iso(moment, "milliseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    job_id: str
+    trigger: str
+    attempt: int
+    started_at: str
+    finished_at: str | None
+    status: str
+    bytes_transferred: int
+    files_transferred: int
+    files_verified: int
+    files_deleted: int
+    bytes_deleted: int
+    files_kept: int
+    error: str | None
+    dry_run: bool
+
+
+class History:
+    """Thread-safe access to ``state_dir/history.sqlite3``; several processes may share it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / "history.sqlite3"
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> History:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            self._db = db
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> History:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self.open()._db
+        if db is None:
+            raise RuntimeError("history is closed")
+        with self._lock, db:
+            yield db
+
+    # runs
+
+    def start_run(self, state: JobState, attempt: int = 1, dry_run: bool = False) -> None:
+        """Record a run that has begun, together with the job's running state."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, job_id, trigger, attempt, started_at, status, dry_run)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    state.run_id,
+                    state.job_id,
+                    state.trigger,
+                    attempt,
+                    _ms(state.started_at),
+                    state.status,
+                    int(dry_run),
+                ),
+            )
+            self._save_state(db, state)
+
+    def finish_run(self, state: JobState) -> None:
+        """Record the terminal state of a run and make it the job's last state."""
+        d = state.deletion
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET finished_at=?, status=?, bytes_transferred=?,"
+                " files_transferred=?, files_verified=?, files_deleted=?, bytes_deleted=?,"
+                " files_kept=?, error=? WHERE run_id=?",
+                (
+                    _ms(state.finished_at),
+                    state.status,
+                    state.bytes_transferred,
+                    state.files_transferred,
+                    d.files_verified,
+                    d.files_deleted,
+                    d.bytes_deleted,
+                    d.files_kept,
+                    state.error,
+                    state.run_id,
+                ),
+            )
+            self._save_state(db, state)
+
+    def runs(self, job_id: str, limit: int = 50) -> list[RunRecord]:
+        """The job's most recent runs, newest first."""
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(RunRecord.__slots__)} FROM runs"  # noqa: S608 - fixed names
+                " WHERE job_id=? ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                (job_id, limit),
+            ).fetchall()
+        return [RunRecord(*row[:-1], bool(row[-1])) for row in rows]
+
+    def running_runs(self) -> list[RunRecord]:
+        """Runs recorded as running: their process may have died (invariant 2)."""
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(RunRecord.__slots__)} FROM runs"  # noqa: S608 - fixed names
+                " WHERE status IN ('running', 'queued') ORDER BY started_at",
+            ).fetchall()
+        return [RunRecord(*row[:-1], bool(row[-1])) for row in rows]
+
+    def last_success(self, job_id: str) -> datetime | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT MAX(finished_at) FROM runs WHERE job_id=? AND status='completed'"
+                " AND dry_run=0",
+                (job_id,),
+            ).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def last_started(self, job_id: str) -> datetime | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT MAX(started_at) FROM runs WHERE job_id=?", (job_id,)
+            ).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    # last states
+
+    def save_state(self, state: JobState) -> None:
+        with self._tx() as db:
+            self._save_state(db, state)
+
+    @staticmethod
+    def _save_state(db: sqlite3.Connection, state: JobState) -> None:
+        db.execute(
+            "INSERT INTO job_states (job_id, state) VALUES (?, ?)"
+            " ON CONFLICT(job_id) DO UPDATE SET state=excluded.state",
+            (state.job_id, state.to_json()),
+        )
+
+    def last_states(self) -> dict[str, JobState]:
+        with self._tx() as db:
+            rows = db.execute("SELECT job_id, state FROM job_states").fetchall()
+        return {job_id: JobState.from_json(text) for job_id, text in rows}
+
+    def forget_state(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM job_states WHERE job_id=?", (job_id,))
+            db.execute("DELETE FROM settings WHERE job_id=?", (job_id,))
+
+    # what was published, so a removed job's retained topics can be cleared after a restart
+
+    def record_published(self, job_id: str, topics: set[str] | list[str]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO published (job_id, topic) VALUES (?, ?)",
+                [(job_id, topic) for topic in topics],
+            )
+
+    def published_topics(self) -> dict[str, set[str]]:
+        with self._tx() as db:
+            rows = db.execute("SELECT job_id, topic FROM published").fetchall()
+        out: dict[str, set[str]] = {}
+        for job_id, topic in rows:
+            out.setdefault(job_id, set()).add(topic)
+        return out
+
+    def forget_published(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM published WHERE job_id=?", (job_id,))
+
+    # per-job settings changed at run time (the schedule switch)
+
+    def set_setting(self, job_id: str, key: str, value: object) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO settings (job_id, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT(job_id, key) DO UPDATE SET value=excluded.value",
+                (job_id, key, json.dumps(value)),
+            )
+
+    def setting(self, job_id: str, key: str, default: object = None) -> object:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT value FROM settings WHERE job_id=? AND key=?", (job_id, key)
+            ).fetchone()
+        return json.loads(row[0]) if row else default

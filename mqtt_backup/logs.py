@@ -1,0 +1,27 @@
+"""Logging set up once per process: one line per event, secrets masked in every handler."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+
+from mqtt_backup.secrets import RedactingFilter
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def setup(level: str = "INFO", secrets: Iterable[str] = ()) -> RedactingFilter:
+    """Log to stderr at ``level``; returns the filter so new secrets can be added on reload."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    redactor = RedactingFilter(secrets)
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # paho logs its own connection chatter at DEBUG; keep it out unless asked for.
+    logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))
+    return redactor

@@ -1,0 +1,129 @@
+"""What `run-job` shows while it works: a live bar in a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from mqtt_backup.state import JobState
+
+logger = logging.getLogger(__name__)
+
+_PHASE_LABEL = {
+    None: "waiting",
+    "transferring": "transferring",
+    "verifying": "verifying",
+    "deleting": "deleting",
+    "done": "done",
+}
+
+
+class ProgressDisplay:
+    """A StateListener drawing one job's progress; ``start()``/``stop()`` own the terminal."""
+
+    def __init__(self, stream: TextIO, *, live: bool | None = None, plain_every: float = 10.0):
+        self._console = Console(file=stream, stderr=True)
+        self._live = self._console.is_terminal if live is None else live
+        self._plain_every = plain_every
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._last_phase: tuple[str, str | None] | None = None
+        self._last_plain = 0.0
+
+    def start(self) -> None:
+        if self._live and self._bar is None:
+            self._bar = Progress(
+                TextColumn("[bold]{task.fields[job]}[/] {task.fields[phase]:<12}"),
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[files]}"),
+                console=self._console,
+                transient=False,
+            )
+            self._bar.start()
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def state_changed(self, state: JobState) -> None:
+        if self._bar is not None:
+            self._draw(self._bar, state)
+            return
+        phase = (state.status, state.phase)
+        now = time.monotonic()
+        if phase != self._last_phase:
+            self._last_phase = phase
+            self._last_plain = now
+            logger.info("job %s: %s", state.job_id, _describe(state))
+        elif state.status == "running" and now - self._last_plain >= self._plain_every:
+            self._last_plain = now
+            logger.info("job %s: %s", state.job_id, _describe(state))
+
+    def run_finished(self, state: JobState) -> None:
+        if self._bar is not None:
+            self._draw(self._bar, state)
+
+    def _draw(self, bar: Progress, state: JobState) -> None:
+        files = f"{state.files_transferred}/{state.total_files} files"
+        if state.deletion.enabled and state.phase in ("deleting", "done"):
+            files += f", {state.deletion.files_deleted} deleted"
+        fields = {
+            "job": state.job_id,
+            "phase": _PHASE_LABEL.get(state.phase, state.phase),
+            "files": files,
+        }
+        total = state.total_bytes or None
+        if self._task is None:
+            self._task = bar.add_task("", total=total, **fields)
+        bar.update(self._task, completed=state.bytes_transferred, total=total, **fields)
+
+
+def _describe(state: JobState) -> str:
+    if state.status != "running":
+        return state.status
+    return (
+        f"{state.phase or 'starting'} {state.percent:.0f}% "
+        f"({_size(state.bytes_transferred)} of {_size(state.total_bytes)}, "
+        f"{state.files_transferred}/{state.total_files} files, {_size(state.speed_bytes)}/s)"
+    )
+
+
+def _size(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def summary(state: JobState) -> str:
+    """One line saying how a run ended."""
+    parts = [f"{state.job_id}: {state.status}"]
+    if state.duration_seconds is not None:
+        parts.append(f"in {state.duration_seconds:.1f}s")
+    parts.append(f"— {state.files_transferred} files, {_size(state.bytes_transferred)}")
+    d = state.deletion
+    if d.enabled:
+        parts.append(
+            f"— verified {d.files_verified}, deleted {d.files_deleted} "
+            f"({_size(d.bytes_deleted)}), kept {d.files_kept}"
+        )
+    if state.error:
+        parts.append(f"— {state.error}")
+    return " ".join(parts)
