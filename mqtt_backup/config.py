@@ -77,9 +77,14 @@ class MqttConfig(_Model):
     def _password_sources(self) -> MqttConfig:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give either password or password_file, not both")
-        if self.password_file is not None and not self.password_file.is_file():
-            raise ValueError(f"password_file {str(self.password_file)!r} does not exist")
         return self
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{str(value)!r} does not exist or is not a file")
+        return value
 
     def resolved_password(self) -> str | None:
         """The password from ``password``, ``password_file`` or the environment, in that order."""

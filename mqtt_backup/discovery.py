@@ -14,6 +14,7 @@ from typing import Any
 from mqtt_backup import __version__
 from mqtt_backup.config import AppConfig, MqttConfig
 from mqtt_backup.message import Message
+from mqtt_backup.state import JobState
 from mqtt_backup.topics import Component, Topics
 
 SUPPORT_URL = "https://github.com/mqtt-backup/mqtt-backup"
@@ -339,6 +340,26 @@ def job_retained_topics(config: AppConfig, job_id: str) -> set[str]:
 def removal_messages(topics: set[str] | list[str]) -> list[Message]:
     """Empty retained payloads: the broker forgets each topic, Home Assistant the entities."""
     return [Message.clear(topic) for topic in sorted(topics)]
+
+
+def event_message(topics: Topics, state: JobState) -> Message:
+    """The non-retained ``event`` message of a finished run (HA event entity: ``event_type``)."""
+    payload = json.dumps(
+        {
+            "event_type": state.status,
+            "job_id": state.job_id,
+            "name": state.name,
+            "run_id": state.run_id,
+            "trigger": state.trigger,
+            "finished_at": state.model_dump(mode="json")["finished_at"],
+            "duration_seconds": state.duration_seconds,
+            "bytes_transferred": state.bytes_transferred,
+            "files_transferred": state.files_transferred,
+            "files_deleted": state.deletion.files_deleted,
+            "error": state.error,
+        }
+    )
+    return Message.text(topics.event(state.job_id), payload, qos=1, retain=False)
 
 
 def _json(topic: str, payload: dict[str, Any]) -> Message:

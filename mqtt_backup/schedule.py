@@ -14,6 +14,56 @@ from pydantic import BaseModel, ConfigDict
 from mqtt_backup.durations import format_duration, parse_duration
 
 _EVERY = re.compile(r"^every\s+(\S+)$", re.IGNORECASE)
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _cron_trigger(text: str, timezone: tzinfo | None) -> CronTrigger:
+    minute, hour, day, month, weekday = text.split(" ")
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_crontab_weekdays(weekday),
+        timezone=timezone,
+    )
+
+
+def _crontab_weekdays(field: str) -> str:
+    """Numeric crontab weekdays (0 or 7 = Sunday) as names.
+
+    APScheduler 3 numbers weekdays from Monday = 0, so "0 3 * * 0" would run on Mondays.
+    """
+    if not any(ch.isdigit() for ch in field):
+        return field
+    days: set[int] = set()
+    for item in field.split(","):
+        span, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            first_text, last_text = span.split("-", 1)
+            first, last = _weekday_number(first_text), _weekday_number(last_text)
+        else:
+            first = last = _weekday_number(span)
+            if step_text:
+                last = 6
+        if last == 0 and first > 0:
+            last = 7
+        if first > last or step < 1:
+            raise ValueError(f"weekday range {item!r} is not valid")
+        days.update(d % 7 for d in range(first, last + 1, step))
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def _weekday_number(text: str) -> int:
+    text = text.strip().lower()
+    if text in _DAYS:
+        return _DAYS.index(text)
+    if not text.isdigit() or int(text) > 7:
+        raise ValueError(f"weekday {text!r} is not 0-7 or a day name")
+    return int(text)
 
 
 class Schedule(BaseModel):
@@ -29,7 +79,7 @@ class Schedule(BaseModel):
         """The APScheduler trigger that fires on this schedule."""
         if self.kind == "interval":
             return IntervalTrigger(seconds=self.interval_seconds, timezone=timezone or UTC)
-        return CronTrigger.from_crontab(self.text, timezone=timezone)
+        return _cron_trigger(self.text, timezone)
 
     def period(self) -> timedelta:
         """The usual time between two runs (for cron, the gap after the next fire time)."""
@@ -66,7 +116,7 @@ def parse_schedule(text: str) -> Schedule:
             "nor an interval (like 'every 6h')"
         )
     try:
-        CronTrigger.from_crontab(text, timezone=UTC)
+        _cron_trigger(text, UTC)
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from None
     return Schedule(kind="cron", text=text)

@@ -206,6 +206,11 @@ def _with_counts(deletion: DeletionState, counts: DeletionCounts) -> DeletionSta
     )
 
 
+def _final_counts(deletion: DeletionState, counts: DeletionCounts) -> DeletionState:
+    # An outcome without counts (a run that stopped early) keeps what the events reported.
+    return deletion if counts == DeletionCounts() else _with_counts(deletion, counts)
+
+
 def finished(state: JobState, outcome: RunOutcome, now: datetime) -> JobState:
     """The terminal state of a run."""
     update: dict[str, object] = {
@@ -218,7 +223,7 @@ def finished(state: JobState, outcome: RunOutcome, now: datetime) -> JobState:
         "speed_bytes": 0,
         "eta_seconds": None if outcome.status != "completed" else 0,
         "duration_seconds": _seconds(state.started_at, now) if state.started_at else 0.0,
-        "deletion": _with_counts(state.deletion, outcome.deletion).model_copy(
+        "deletion": _final_counts(state.deletion, outcome.deletion).model_copy(
             update={"phase": "done" if state.deletion.enabled else None}
         ),
     }

@@ -8,6 +8,7 @@ from mqtt_backup.config import MqttConfig
 
 Command = Literal["run", "cancel", "enabled/set"]
 COMMANDS: tuple[Command, ...] = ("run", "cancel", "enabled/set")
+MAX_COMMAND_BYTES = 1024
 Component = Literal["sensor", "binary_sensor", "button", "switch", "event"]
 
 
@@ -39,6 +40,10 @@ class Topics:
 
     def command(self, job_id: str, command: Command) -> str:
         return f"{self.job(job_id)}/{command}"
+
+    def probe(self, client_id: str) -> str:
+        """A private topic whose echo marks the end of the retained messages after a subscribe."""
+        return f"{self.base}/probe/{client_id}"
 
     @property
     def state_wildcard(self) -> str:
@@ -75,3 +80,22 @@ class Topics:
         if job_id != job_id.lower():
             return None
         return job_id, command  # type: ignore[return-value]
+
+
+def command_rejection(
+    command: str, payload: bytes, *, known_job: bool, retained: bool
+) -> str | None:
+    """Why a command message must be ignored (a sentence for the log), or None to accept it."""
+    if retained:
+        return "it is retained (a stale command would run again on every reconnect)"
+    if not known_job:
+        return "there is no such job"
+    if len(payload) > MAX_COMMAND_BYTES:
+        return f"its payload is {len(payload)} bytes (at most {MAX_COMMAND_BYTES})"
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its payload is not UTF-8 text"
+    if command == "enabled/set" and text.strip() not in ("ON", "OFF"):
+        return "its payload is neither ON nor OFF"
+    return None

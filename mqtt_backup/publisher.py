@@ -1,0 +1,477 @@
+"""Publishes job states, events and discovery to MQTT, and hands MQTT commands to the app.
+
+Threads: paho's network thread runs the callbacks, which only record what happened and
+wake the ``mqtt-backup-publish`` worker; the worker is the only thread that hands
+messages to paho. Valid commands go through a bounded queue to ``mqtt-backup-commands``,
+so a slow ``on_command`` never blocks paho's loop.
+
+States are coalesced: only the latest state per job waits to be sent, and nothing is
+handed to paho while disconnected (paho would keep QoS 1 messages in memory without
+bound); every (re)connect republishes every job's latest state instead, which is also
+how a terminal state reaches a broker that was down for the whole run (invariant 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+import paho.mqtt.client as mqtt
+
+from mqtt_backup.config import AppConfig, MqttConfig
+from mqtt_backup.discovery import (
+    discovery_messages,
+    event_message,
+    instance_discovery_messages,
+    job_retained_topics,
+    removal_messages,
+)
+from mqtt_backup.errors import MqttError
+from mqtt_backup.message import Message
+from mqtt_backup.mqtt_read import (
+    KnownTopics,
+    MemoryKnownTopics,
+    build_client,
+    read_retained_states,
+    refusal_error,
+    unique_client_id,
+)
+from mqtt_backup.state import JobState
+from mqtt_backup.topics import Topics, command_rejection
+
+logger = logging.getLogger(__name__)
+__all__ = ["KnownTopics", "MemoryKnownTopics", "Publisher", "read_retained_states"]
+
+Mode = Literal["daemon", "oneshot"]
+CommandHandler = Callable[[str, str, bytes], None]
+COMMAND_QUEUE_SIZE = 64
+MAX_PENDING_EVENTS = 64
+
+
+def _significant(state: JobState) -> tuple[object, ...]:
+    """What makes a state worth publishing at once; anything else is progress and is throttled."""
+    return (
+        state.status,
+        state.phase,
+        state.run_id,
+        state.enabled,
+        state.next_run_at,
+        state.last_result,
+        state.error,
+        state.name,
+        state.deletion.phase,
+    )
+
+
+class Publisher:
+    """The MQTT side of the service (``daemon``) or of one ``run-job`` (``oneshot``)."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        *,
+        mode: Mode,
+        known_topics: KnownTopics | None = None,
+        on_command: CommandHandler | None = None,
+        job_ids: Iterable[str] | None = None,
+        republish_delay: tuple[float, float] = (0.5, 3.0),
+        refresh_interval: float | None = 900.0,
+    ) -> None:
+        """``job_ids``: the jobs to announce (default: all for a daemon, none for oneshot; a
+        published state adds its job). ``republish_delay``: the random wait after HA's birth
+        message. ``refresh_interval``: how often a daemon republishes the states, so
+        time-based templates (Overdue) are evaluated again while nothing changes."""
+        if config.mqtt is None:
+            raise MqttError("MQTT is not configured")
+        self._config = config
+        self._mqtt: MqttConfig = config.mqtt
+        self._mode = mode
+        self._known: KnownTopics = known_topics if known_topics is not None else MemoryKnownTopics()
+        self._on_command = on_command
+        self._republish_delay = republish_delay
+        self._refresh_interval = refresh_interval
+        self._topics = Topics(config.mqtt, config.instance)
+        self._progress_interval = config.mqtt.progress_interval.total_seconds()
+        self._lock = threading.Condition()
+        if job_ids is None:
+            job_ids = config.jobs if mode == "daemon" else ()
+        self._jobs: dict[str, JobState | None] = dict.fromkeys(
+            j for j in job_ids if j in config.jobs
+        )
+        self._pending: dict[str, JobState] = {}
+        self._events: deque[Message] = deque(maxlen=MAX_PENDING_EVENTS)
+        self._last_sent: dict[str, tuple[tuple[object, ...], float]] = {}
+        self._resync = False
+        self._cleanup = False
+        self._birth_due: float | None = None
+        self._refresh_due: float | None = None
+        self._availability_absent = False
+        self._availability_seen = False
+        self._outage_logged = False
+        self._stop_deadline = 0.0
+        self._inflight: list[mqtt.MQTTMessageInfo] = []
+        self._connected = False
+        self._stopping = False
+        self._started = False
+        self._stopped = False
+        self._error: MqttError | None = None
+        self._connected_event = threading.Event()
+        self._commands: queue.Queue[tuple[str, str, bytes] | None] = queue.Queue(COMMAND_QUEUE_SIZE)
+        self._client: mqtt.Client | None = None
+        self._worker: threading.Thread | None = None
+        self._command_thread: threading.Thread | None = None
+        self._probe = ""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (retrying with back-off) and start the threads."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        role = "run" if self._mode == "oneshot" else "daemon"
+        if self._mode == "daemon" and self._mqtt.client_id:
+            client_id = self._mqtt.client_id
+        elif self._mode == "daemon":
+            client_id = f"mqtt-backup-{self._config.instance}"
+        else:
+            client_id = unique_client_id(self._config.instance, role)
+        self._probe = self._topics.probe(client_id)
+        client = build_client(self._mqtt, client_id)
+        if self._mode == "daemon":
+            # The broker publishes this for us when the connection dies without a goodbye.
+            client.will_set(self._topics.availability, "offline", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
+        self._client = client
+        self._worker = threading.Thread(target=self._run, name="mqtt-backup-publish", daemon=True)
+        self._worker.start()
+        if self._on_command is not None:
+            self._command_thread = threading.Thread(
+                target=self._run_commands, name="mqtt-backup-commands", daemon=True
+            )
+            self._command_thread.start()
+        client.connect_async(self._mqtt.host, self._mqtt.port, keepalive=self._mqtt.keepalive)
+        client.loop_start()
+        logger.info("connecting to MQTT broker %s:%s", self._mqtt.host, self._mqtt.port)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send what is pending (bounded by ``timeout``), say ``offline`` (daemon), disconnect."""
+        with self._lock:
+            if not self._started or self._stopped:
+                return
+            self._stopped = True
+            self._stopping = True
+            self._stop_deadline = deadline = time.monotonic() + timeout
+            self._lock.notify_all()
+        if self._worker is not None:
+            self._worker.join(max(0.0, deadline - time.monotonic()))
+        client = self._client
+        assert client is not None  # noqa: S101 - set by start()
+        if self._mode == "daemon" and self._connected:
+            self._send(Message.text(self._topics.availability, "offline"))
+        self._wait_acknowledged(deadline)
+        client.disconnect()
+        client.loop_stop()
+        if self._command_thread is not None:
+            self._commands.put(None)
+            self._command_thread.join(max(0.1, deadline - time.monotonic()))
+        logger.info("disconnected from MQTT broker")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def error(self) -> MqttError | None:
+        """The refusal that made the publisher give up (bad credentials), if any."""
+        return self._error
+
+    def wait_connected(self, timeout: float) -> bool:
+        """True once connected; False on timeout or when the broker refused the login."""
+        return self._connected_event.wait(timeout) and self._error is None
+
+    # -- what the app publishes ------------------------------------------------------------
+
+    def publish_state(self, state: JobState) -> None:
+        """Queue a job's state; only the latest per job waits, progress is throttled."""
+        with self._lock:
+            if state.job_id not in self._config.jobs:
+                logger.warning("not publishing the state of unknown job %r", state.job_id)
+                return
+            self._jobs[state.job_id] = state
+            self._pending[state.job_id] = state
+            self._lock.notify_all()
+
+    def publish_event(self, state: JobState) -> None:
+        """Announce a finished run once (not retained; dropped when the broker is unreachable)."""
+        if not state.is_terminal:
+            return
+        message = event_message(self._topics, state)
+        with self._lock:
+            self._events.append(message)
+            self._lock.notify_all()
+
+    def set_jobs(self, states: dict[str, JobState], config: AppConfig | None = None) -> None:
+        """Replace the job set (a reload): new jobs are announced, removed ones cleared."""
+        with self._lock:
+            if config is not None:
+                self._config = config
+            self._jobs = {job: states.get(job) for job in states if job in self._config.jobs}
+            self._pending = {job: s for job, s in self._pending.items() if job in self._jobs}
+            self._resync = self._cleanup = True
+            self._lock.notify_all()
+
+    # -- paho callbacks (paho's thread: record and wake the worker, nothing more) ----------
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: object, _flags: object, reason: object, _props: object
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            error = refusal_error(self._mqtt, reason)
+            if error is None:
+                logger.warning("MQTT broker refused the connection: %s; retrying", reason)
+                return
+            logger.error("%s; not retrying", error)
+            self._error = error
+            self._connected_event.set()  # wake wait_connected(): there is nothing to wait for
+            client.disconnect()  # ends paho's reconnect loop
+            return
+        subscriptions = [(self._topics.ha_status, 0)] if self._mode == "daemon" else []
+        if self._mode == "daemon" and self._mqtt.allow_commands:
+            subscriptions += [(topic, 1) for topic in self._topics.command_subscriptions()]
+        if self._mode == "oneshot":
+            # Is there a retained availability at all? The probe's echo ends the answer.
+            subscriptions += [(self._topics.availability, 1), (self._probe, 1)]
+        if subscriptions:
+            client.subscribe(subscriptions)
+        if self._mode == "oneshot":
+            client.publish(self._probe, b"", qos=1, retain=False)
+        with self._lock:
+            self._connected = True
+            self._availability_absent = self._availability_seen = False
+            self._resync = True
+            self._cleanup = self._mode == "daemon"
+            self._outage_logged = False
+            self._lock.notify_all()
+        self._connected_event.set()
+        logger.info("connected to MQTT broker %s:%s", self._mqtt.host, self._mqtt.port)
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: object, _flags: object, reason: object, _p: object
+    ) -> None:
+        with self._lock:
+            was_connected = self._connected
+            self._connected = False
+        if self._error is None:
+            self._connected_event.clear()
+        if was_connected and not self._stopping:
+            logger.warning("lost the MQTT broker (%s); reconnecting", reason)
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+        # Called on every failed attempt; say it once per outage, not once per retry.
+        if not self._outage_logged:
+            self._outage_logged = True
+            logger.warning(
+                "cannot reach MQTT broker %s:%s; retrying", self._mqtt.host, self._mqtt.port
+            )
+
+    def _on_message(
+        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        topic = message.topic
+        if topic == self._topics.ha_status:
+            if message.payload == b"online":
+                with self._lock:
+                    self._birth_due = time.monotonic() + random.uniform(*self._republish_delay)  # noqa: S311
+                    self._lock.notify_all()
+            return
+        if topic == self._topics.availability:
+            with self._lock:
+                self._availability_seen = self._availability_seen or bool(message.payload)
+            return
+        if topic == self._probe:
+            # The broker sends retained messages before later packets: all have arrived.
+            with self._lock:
+                self._availability_absent = not self._availability_seen
+                self._lock.notify_all()
+            return
+        self._accept_command(message)
+
+    def _accept_command(self, message: mqtt.MQTTMessage) -> None:
+        parsed = self._topics.parse_command(message.topic)
+        if parsed is None:
+            logger.warning("ignoring a message on unexpected topic %r", message.topic[:200])
+            return
+        job_id, command = parsed
+        payload = bytes(message.payload)
+        reason = command_rejection(
+            command, payload, known_job=job_id in self._jobs, retained=message.retain
+        )
+        if reason is not None:
+            logger.warning("ignoring command %r for job %r: %s", command, job_id, reason)
+            return
+        try:
+            self._commands.put_nowait((job_id, command, payload))
+        except queue.Full:
+            logger.warning(
+                "ignoring command %r for job %r: too many commands waiting", command, job_id
+            )
+
+    # -- worker threads --------------------------------------------------------------------
+
+    def _run_commands(self) -> None:
+        assert self._on_command is not None  # noqa: S101 - thread only started with a handler
+        while (item := self._commands.get()) is not None:
+            try:
+                self._on_command(*item)
+            except Exception:  # noqa: BLE001 - one bad command must not end command handling
+                logger.exception("handling command %r for job %r failed", item[1], item[0])
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                batch, wait = self._collect(now)
+                if not batch:
+                    if self._stopping:
+                        # Leave once nothing is left, or when stop()'s time is up (the
+                        # broker may stay away; the history keeps the state for later).
+                        if not (self._pending or self._resync) or now >= self._stop_deadline:
+                            return
+                        wait = 0.1
+                    self._lock.wait(wait)
+                    continue
+            for item in batch:
+                if isinstance(item, Message):
+                    self._send(item)
+                else:
+                    item()
+
+    def _collect(self, now: float) -> tuple[list[Message | Callable[[], None]], float | None]:
+        """What to send now (called with the lock held), and how long to sleep otherwise."""
+        if not self._connected:
+            return [], None  # on_connect wakes us
+        batch: list[Message | Callable[[], None]] = []
+        if self._resync or (self._birth_due is not None and now >= self._birth_due):
+            batch += self._resync_batch(now)
+        elif self._refresh_due is not None and now >= self._refresh_due:
+            batch += self._state_messages(list(self._jobs), now)
+        if self._availability_absent and self._mode == "oneshot":
+            # No daemon ever said anything: a daemon-less setup still needs its entities shown.
+            self._availability_absent = False
+            batch.append(Message.text(self._topics.availability, "online"))
+        wait: float | None = None
+        for job_id, state in list(self._pending.items()):
+            key = _significant(state)
+            last = self._last_sent.get(job_id)
+            due = (
+                now
+                if last is None or last[0] != key or self._stopping
+                else last[1] + self._progress_interval
+            )
+            if due <= now:
+                batch += self._state_messages([job_id], now)
+            else:
+                wait = min(wait, due - now) if wait is not None else due - now
+        while self._events:
+            batch.append(self._events.popleft())
+        for due_at in (self._birth_due, self._refresh_due):
+            if due_at is not None:
+                wait = (
+                    min(wait, max(0.0, due_at - now))
+                    if wait is not None
+                    else max(0.0, due_at - now)
+                )
+        return batch, wait
+
+    def _resync_batch(self, now: float) -> list[Message | Callable[[], None]]:
+        """online, then discovery of every job, then every job's state (DESIGN §3)."""
+        cleanup = self._cleanup
+        self._resync = self._cleanup = False
+        self._birth_due = None
+        jobs = list(self._jobs)
+        batch: list[Message | Callable[[], None]] = []
+        if self._mode == "daemon":
+            batch.append(Message.text(self._topics.availability, "online"))
+        batch += instance_discovery_messages(self._config)
+        for job_id in jobs:
+            batch += discovery_messages(self._config, job_id)
+        batch += self._state_messages(jobs, now)
+        config = self._config
+        batch.append(lambda: self._sync_known_topics(config, jobs, cleanup))
+        return batch
+
+    def _state_messages(
+        self, jobs: Iterable[str], now: float
+    ) -> list[Message | Callable[[], None]]:
+        messages: list[Message | Callable[[], None]] = []
+        for job_id in jobs:
+            self._pending.pop(job_id, None)
+            state = self._jobs.get(job_id)
+            if state is None:
+                continue
+            self._last_sent[job_id] = (_significant(state), now)
+            messages.append(Message.text(self._topics.state(job_id), state.to_json()))
+        if self._mode == "daemon" and self._refresh_interval:
+            self._refresh_due = now + self._refresh_interval
+        return messages
+
+    def _sync_known_topics(self, config: AppConfig, jobs: list[str], cleanup: bool) -> None:
+        """Record what each job owns; clear removed jobs and topics a job no longer uses."""
+        try:
+            recorded = self._known.published_topics()
+            for job_id in jobs:
+                current = job_retained_topics(config, job_id)
+                stale = recorded.get(job_id, set()) - current
+                if cleanup and stale:
+                    # A format switch or fewer entities: the old discovery would be a ghost.
+                    logger.info("clearing %d outdated topics of job %r", len(stale), job_id)
+                    for message in removal_messages(stale):
+                        self._send(message)
+                    self._known.forget_published(job_id)
+                if current - recorded.get(job_id, set()) or (cleanup and stale):
+                    self._known.record_published(job_id, current)
+            if not cleanup:
+                return
+            for job_id, topics in recorded.items():
+                if job_id not in jobs:
+                    logger.info("job %r is no longer configured: clearing its topics", job_id)
+                    for message in removal_messages(topics):
+                        self._send(message)
+                    self._known.forget_published(job_id)
+        except Exception:  # noqa: BLE001 - a broken store must not stop the publishing
+            logger.exception("could not update the record of published topics")
+
+    def _send(self, message: Message) -> None:
+        client = self._client
+        if client is None or not self._connected:
+            return
+        info = client.publish(
+            message.topic, message.payload, qos=message.qos, retain=message.retain
+        )
+        if message.qos > 0:
+            self._inflight = [i for i in self._inflight if not i.is_published()]
+            self._inflight.append(info)
+
+    def _wait_acknowledged(self, deadline: float) -> None:
+        for info in self._inflight:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._connected:
+                break
+            try:
+                info.wait_for_publish(remaining)
+            except (RuntimeError, ValueError):
+                break  # paho: the message can no longer be sent (connection gone)
+        unacked = sum(1 for i in self._inflight if not i.is_published())
+        if unacked:
+            logger.warning("%d MQTT messages were not acknowledged before disconnecting", unacked)

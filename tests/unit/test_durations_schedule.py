@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mqtt_backup.durations import format_duration, parse_duration
+from mqtt_backup.schedule import parse_schedule
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("6h", 21600),
+        ("7d", 604800),
+        ("1h30m", 5400),
+        ("250ms", 0.25),
+        ("0s", 0),
+        (90, 90),
+        ("2w", 1209600),
+        (" 10 M ", 600),
+    ],
+)
+def test_parse_duration(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5", "5x", "-5s", "s5", True, -1])
+def test_parse_duration_rejects(text: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seconds", [0, 1, 59, 61, 3600, 86400 + 61, 0.25])
+def test_format_round_trips(seconds: float) -> None:
+    delta = timedelta(seconds=seconds)
+    assert parse_duration(format_duration(delta)) == delta
+
+
+def test_interval_schedule() -> None:
+    schedule = parse_schedule("every   90s")
+    assert schedule.kind == "interval"
+    assert schedule.text == "every 1m30s"
+    assert schedule.period() == timedelta(seconds=90)
+
+
+def test_cron_schedule_fires_when_written() -> None:
+    schedule = parse_schedule("0 3 * * *")
+    trigger = schedule.trigger(UTC)
+    now = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
+    assert trigger.get_next_fire_time(None, now) == datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    assert schedule.period() == timedelta(days=1)
+
+
+def test_cron_day_of_week_is_crontab_style() -> None:
+    # crontab counts Sunday as 0; APScheduler's own CronTrigger counts Monday as 0.
+    trigger = parse_schedule("0 3 * * 0").trigger(UTC)
+    fire = trigger.get_next_fire_time(None, datetime(2026, 11, 25, tzinfo=UTC))
+    assert fire is not None
+    assert fire.strftime("%A") == "Sunday"
+
+
+@pytest.mark.parametrize("text", ["0 3 * *", "every", "every 5x", "61 * * * *", "@daily"])
+def test_bad_schedules(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_schedule(text)
+
+
+@pytest.mark.parametrize(
+    ("field", "days"),
+    [
+        ("1-5", {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday"}),
+        ("0,6", {"Saturday", "Sunday"}),
+        ("7", {"Sunday"}),
+        ("5-7", {"Friday", "Saturday", "Sunday"}),
+        ("*/2", {"Sunday", "Tuesday", "Thursday", "Saturday"}),
+        ("mon-fri", {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday"}),
+        ("*", {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"}),
+    ],
+)
+def test_cron_weekdays_follow_crontab(field: str, days: set[str]) -> None:
+    trigger = parse_schedule(f"0 3 * * {field}").trigger(UTC)
+    fire, seen = None, set()
+    start = datetime(2026, 11, 23, tzinfo=UTC)
+    for _ in range(len(days)):
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1) if fire else start)
+        assert fire is not None
+        seen.add(fire.strftime("%A"))
+    assert seen == days

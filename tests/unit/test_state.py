@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mqtt_backup import state as st
+from mqtt_backup.engine.events import DeletionCounts, PhaseStarted, Progress, RunOutcome
+
+T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+
+
+def running(mode: str = "verify_then_delete") -> st.JobState:
+    return st.started(st.initial("photos", "Photos", mode), "run1", "schedule", T0)
+
+
+def test_payload_has_every_field_of_the_contract() -> None:
+    payload = json.loads(running().to_json())
+    for key in (
+        "job_id",
+        "name",
+        "status",
+        "phase",
+        "percent",
+        "bytes_transferred",
+        "total_bytes",
+        "speed_bytes",
+        "eta_seconds",
+        "files_transferred",
+        "total_files",
+        "errors",
+        "deletion",
+        "run_id",
+        "trigger",
+        "started_at",
+        "finished_at",
+        "duration_seconds",
+        "last_success_at",
+        "last_result",
+        "next_run_at",
+        "error",
+        "updated_at",
+    ):
+        assert key in payload
+    assert set(payload["deletion"]) == {
+        "enabled",
+        "mode",
+        "phase",
+        "files_verified",
+        "files_deleted",
+        "bytes_deleted",
+        "files_kept",
+    }
+    assert payload["started_at"] == "2026-11-29T03:00:00Z"
+    assert payload["status"] == "running"
+    assert payload["phase"] == "transferring"
+
+
+def test_a_full_verify_then_delete_run() -> None:
+    s = running()
+    s = st.apply(
+        s,
+        Progress(bytes=50, total_bytes=200, speed=10, eta=15, files=1, total_files=4),
+        T0 + timedelta(seconds=5),
+    )
+    assert (s.percent, s.eta_seconds, s.duration_seconds) == (25.0, 15, 5.0)
+    s = st.apply(s, PhaseStarted("verifying"), T0 + timedelta(seconds=20))
+    assert s.deletion.phase == "verifying"
+    assert s.speed_bytes == 0
+    s = st.apply(s, PhaseStarted("deleting"), T0 + timedelta(seconds=21))
+    s = st.apply(s, DeletionCounts(4, 3, 150, 1), T0 + timedelta(seconds=22))
+    final = st.finished(
+        s,
+        RunOutcome(
+            "completed",
+            progress=Progress(200, 200, files=4, total_files=4),
+            deletion=DeletionCounts(4, 3, 150, 1),
+        ),
+        T0 + timedelta(seconds=30),
+    )
+    payload = json.loads(final.to_json())
+    assert payload["status"] == "completed"
+    assert payload["phase"] == "done"
+    assert payload["percent"] == 100
+    assert payload["deletion"] == {
+        "enabled": True,
+        "mode": "verify_then_delete",
+        "phase": "done",
+        "files_verified": 4,
+        "files_deleted": 3,
+        "bytes_deleted": 150,
+        "files_kept": 1,
+    }
+    assert payload["last_success_at"] == "2026-11-29T03:00:30Z"
+    assert payload["finished_at"] == "2026-11-29T03:00:30Z"
+    assert payload["duration_seconds"] == 30.0
+    assert final.is_terminal
+
+
+def test_deletion_is_reachable_only_from_verifying() -> None:
+    with pytest.raises(ValueError, match="deleting can only follow verifying"):
+        st.apply(running(), PhaseStarted("deleting"), T0)
+
+
+def test_verifying_must_follow_the_transfer() -> None:
+    s = st.apply(running(), PhaseStarted("verifying"), T0)
+    with pytest.raises(ValueError):
+        st.apply(s, PhaseStarted("verifying"), T0)
+
+
+def test_events_for_a_job_that_is_not_running_are_refused() -> None:
+    with pytest.raises(ValueError):
+        st.apply(st.initial("a", "A"), Progress(), T0)
+
+
+def test_failure_keeps_last_success_and_sets_error() -> None:
+    ok = st.finished(running(), RunOutcome("completed"), T0)
+    again = st.started(ok, "run2", "command", T0 + timedelta(days=1))
+    assert again.error is None
+    assert again.finished_at is None
+    failed = st.finished(
+        again,
+        RunOutcome("failed", error="source directory not found"),
+        T0 + timedelta(days=1, seconds=3),
+    )
+    assert failed.status == "failed"
+    assert failed.last_result == "failed"
+    assert failed.error == "source directory not found"
+    assert failed.last_success_at == T0
+    assert failed.percent == 0
+
+
+def test_interrupted_run() -> None:
+    s = st.apply(running(), PhaseStarted("verifying"), T0)
+    gone = st.interrupted(s, T0 + timedelta(minutes=1), "the process stopped")
+    assert gone.status == "interrupted"
+    assert gone.deletion.phase == "done"
+    assert gone.last_result == "interrupted"
+
+
+def test_no_deletion_block_for_plain_jobs() -> None:
+    s = st.apply(running("none"), PhaseStarted("verifying"), T0)
+    assert s.deletion.enabled is False
+    assert s.deletion.phase is None
+
+
+def test_queued_then_started_clears_the_previous_run() -> None:
+    done = st.finished(running(), RunOutcome("failed", error="x"), T0)
+    waiting = st.queued(done, "run9", "schedule", T0)
+    assert (waiting.status, waiting.error, waiting.run_id) == ("queued", None, "run9")
+    assert waiting.is_active
+
+
+def test_round_trip_json() -> None:
+    s = st.finished(running(), RunOutcome("completed"), T0)
+    assert st.JobState.from_json(s.to_json()) == s
+
+
+def test_progress_percent_with_nothing_to_transfer() -> None:
+    assert Progress(total_bytes=0, files=0, total_files=0).percent == 100.0
+    assert Progress(bytes=5, total_bytes=10).percent == 50.0
