@@ -246,8 +246,8 @@ class JobExecutor:
     ) -> tuple[JobState, bool]:
         running = st.started(self.state(job_id), run_id, trigger, st.utcnow())
         self.history.start_run(running, attempt, dry_run)
-        self._set(running)
         logger.info("job %s run %s started (%s, attempt %d)", job_id, run_id, trigger, attempt)
+        self._set(running)
         work_dir = Path(self.config.state_dir) / "work" / run_id
         work_dir.mkdir(parents=True, exist_ok=True)
 
