@@ -1,0 +1,163 @@
+"""Pure argv builders for every rclone call the engine makes.
+
+Each returns a ``list[str]`` for ``subprocess`` (never a shell string). Flags come
+first and the paths after ``--``, so a path that starts with ``-`` is never read
+as a flag. The job's filter rules go to the transfer, the listings and the check
+alike, so all three see the same set of files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from mqtt_backup.config import JobConfig, RcloneConfig
+
+Verify = Literal["checksum", "size", "download"]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReports:
+    """Files ``rclone check`` writes its verdicts to, one path per line."""
+
+    match: Path
+    differ: Path
+    missing_on_dst: Path
+    error: Path
+
+
+def common_flags(rclone: RcloneConfig) -> list[str]:
+    """Flags every call gets: the config file and the user's extra flags."""
+    flags: list[str] = []
+    if rclone.config_file is not None:
+        flags += ["--config", str(rclone.config_file)]
+    return flags + list(rclone.extra_args)
+
+
+def filter_flags(job: JobConfig) -> list[str]:
+    """The job's filter rules, in order, one ``--filter`` each."""
+    flags: list[str] = []
+    for rule in job.filters:
+        flags += ["--filter", rule]
+    return flags
+
+
+def _seconds(rclone: RcloneConfig) -> str:
+    seconds = rclone.stats_interval.total_seconds()
+    return f"{int(seconds * 1000)}ms"
+
+
+def transfer_command(rclone: RcloneConfig, job: JobConfig, *, dry_run: bool = False) -> list[str]:
+    """``rclone copy|sync|move SRC DST`` with JSON stats on stderr."""
+    argv = [
+        rclone.binary,
+        job.operation,
+        "--use-json-log",
+        "--stats",
+        _seconds(rclone),
+        "--stats-log-level",
+        "NOTICE",
+        *common_flags(rclone),
+        *filter_flags(job),
+        *job.extra_args,
+    ]
+    if dry_run:
+        argv.append("--dry-run")
+    return [*argv, "--", job.source, job.destination]
+
+
+def lsjson_command(rclone: RcloneConfig, job: JobConfig) -> list[str]:
+    """Recursive listing of the source's files (size and modtime), as JSON on stdout."""
+    return [
+        rclone.binary,
+        "lsjson",
+        "--recursive",
+        "--files-only",
+        "--no-mimetype",
+        "--use-json-log",
+        *common_flags(rclone),
+        *filter_flags(job),
+        "--",
+        job.source,
+    ]
+
+
+def check_command(
+    rclone: RcloneConfig, job: JobConfig, reports: CheckReports, *, verify: Verify
+) -> list[str]:
+    """One-way ``rclone check`` of source against destination, verdicts written to files."""
+    mode: list[str] = {"checksum": [], "size": ["--size-only"], "download": ["--download"]}[verify]
+    return [
+        rclone.binary,
+        "check",
+        "--one-way",
+        "--use-json-log",
+        *mode,
+        "--match",
+        str(reports.match),
+        "--differ",
+        str(reports.differ),
+        "--missing-on-dst",
+        str(reports.missing_on_dst),
+        "--error",
+        str(reports.error),
+        *common_flags(rclone),
+        *filter_flags(job),
+        "--",
+        job.source,
+        job.destination,
+    ]
+
+
+def rclone_time(moment: datetime) -> str:
+    """An absolute time as rclone's ``--min-age`` accepts it (UTC, microseconds)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def delete_command(
+    rclone: RcloneConfig, source: str, rules: Path, *, not_modified_after: datetime
+) -> list[str]:
+    """Delete exactly the files named in ``rules``, skipping any modified after the cutoff.
+
+    ``--files-from-raw`` cannot be used here: rclone refuses it together with
+    ``--min-age`` and, with a files-from list, ignores modification times anyway.
+    An exact-path filter file does the same selection and keeps the age guard.
+    """
+    return [
+        rclone.binary,
+        "delete",
+        "--verbose",
+        "--use-json-log",
+        "--min-age",
+        rclone_time(not_modified_after),
+        *common_flags(rclone),
+        "--filter-from",
+        str(rules),
+        "--",
+        source,
+    ]
+
+
+def rmdirs_command(rclone: RcloneConfig, job: JobConfig) -> list[str]:
+    """Remove the source's empty folders, never the source folder itself."""
+    return [
+        rclone.binary,
+        "rmdirs",
+        "--leave-root",
+        "--use-json-log",
+        *common_flags(rclone),
+        *filter_flags(job),
+        "--",
+        job.source,
+    ]
+
+
+def features_command(rclone: RcloneConfig, remote: str) -> list[str]:
+    """``rclone backend features`` of one side: its hash types, as JSON on stdout."""
+    return [rclone.binary, "backend", "features", *common_flags(rclone), "--", remote]
+
+
+def version_command(binary: str) -> list[str]:
+    return [binary, "version"]

@@ -1,0 +1,96 @@
+"""What one run carries between its steps: the job, the deadline, the cancel flag, a work dir."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.engine import commands, process
+from mqtt_backup.engine.events import Event
+from mqtt_backup.engine.redact import reason
+from mqtt_backup.engine.stats import LogLine, parse_line
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RunContext:
+    job_id: str
+    job: JobConfig
+    rclone: RcloneConfig
+    on_event: Callable[[Event], None]
+    cancel: threading.Event
+    run_dir: Path
+    version: tuple[int, int, int]
+    deadline: float | None = None
+    last_error: str | None = field(default=None)
+
+    def hidden(self) -> list[str]:
+        """Strings that must never reach an error: both paths and their remote parts."""
+        values = [self.job.source, self.job.destination]
+        for value in (self.job.source, self.job.destination):
+            remote, sep, _ = value.rpartition(":")
+            if sep and remote:
+                values.append(remote + ":")
+        return values
+
+    def explain(self, message: str) -> str:
+        return reason(message, self.hidden())
+
+    def log_line(self, line: str) -> LogLine | None:
+        """Log one rclone line at DEBUG and remember the last error it reported."""
+        parsed = parse_line(line)
+        if isinstance(parsed, LogLine):
+            logger.debug("rclone [%s]: %s", self.job_id, line)
+            if parsed.level in ("error", "critical") and parsed.message:
+                self.last_error = parsed.message
+            return parsed
+        return None
+
+    def run(
+        self,
+        argv: list[str],
+        step: str,
+        *,
+        on_line: Callable[[str], None] | None = None,
+        stdout_path: Path | None = None,
+    ) -> process.ProcessResult:
+        self.last_error = None
+        return process.run(
+            argv,
+            on_line=on_line or self.log_line,
+            cancel=self.cancel,
+            deadline=self.deadline,
+            stdout_path=stdout_path,
+            name=f"rclone-{self.job_id}-{step}",
+        )
+
+    def remaining(self, default: float = 60.0) -> float:
+        if self.deadline is None:
+            return default
+        return max(0.1, min(default, self.deadline - time.monotonic()))
+
+    def hashes(self, remote: str) -> set[str] | None:
+        """The hash types ``remote`` supports, or None when rclone would not say."""
+        argv = commands.features_command(self.rclone, remote)
+        code, out = process.run_capture(argv, timeout=self.remaining())
+        if code != 0:
+            return None
+        try:
+            found = json.loads(out).get("Hashes")
+        except (ValueError, AttributeError):
+            return None
+        return {str(name) for name in found} if isinstance(found, list) else None
+
+    def no_common_hash(self) -> bool:
+        """True only when both sides answered and they share no hash type."""
+        source, destination = self.hashes(self.job.source), self.hashes(self.job.destination)
+        if source is None or destination is None:
+            return False
+        return not (source & destination)

@@ -1,0 +1,157 @@
+"""Verify-then-delete: list, check, list again, delete only what the plan allows."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mqtt_backup.engine import commands
+from mqtt_backup.engine.context import RunContext
+from mqtt_backup.engine.events import DeletionCounts, PhaseStarted
+from mqtt_backup.engine.process import ProcessResult
+from mqtt_backup.engine.stats import LogLine
+from mqtt_backup.engine.verify import (
+    SKIPPED_AT_DELETE,
+    Listing,
+    exact_path_rules,
+    parse_lsjson,
+    plan_deletion,
+    read_report,
+)
+
+logger = logging.getLogger(__name__)
+
+_UNCHECKED_HASHES = re.compile(r"^(\d+) hashes could not be checked")
+_NO_COMMON_HASH = "No common hash found"
+
+
+@dataclass(slots=True)
+class DeletionResult:
+    counts: DeletionCounts = field(default_factory=DeletionCounts)
+    kept: dict[str, int] = field(default_factory=dict)
+    stopped: ProcessResult | None = None
+    error: str | None = None
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="surrogateescape") if path.exists() else ""
+
+
+def _list_source(ctx: RunContext, label: str) -> tuple[Listing | None, ProcessResult]:
+    out = ctx.run_dir / f"listing-{label}.json"
+    result = ctx.run(commands.lsjson_command(ctx.rclone, ctx.job), f"list-{label}", stdout_path=out)
+    if result.returncode != 0 or result.cancelled or result.timed_out:
+        return None, result
+    return parse_lsjson(_read(out)), result
+
+
+def _list_failure(ctx: RunContext, result: ProcessResult) -> str:
+    if result.returncode == 3:
+        return "source directory not found"
+    return "could not list the source: " + ctx.explain(ctx.last_error or "rclone failed")
+
+
+def verify_and_delete(ctx: RunContext, *, dry_run: bool) -> DeletionResult:
+    """Prove each source file is at the destination, then delete the proven ones in one call."""
+    ctx.on_event(PhaseStarted("verifying"))
+    verify = ctx.job.deletion.verify
+    unverifiable = verify == "checksum" and ctx.no_common_hash()
+    first_listed_at = datetime.now(UTC)
+    before, result = _list_source(ctx, "before")
+    if before is None:
+        if result.cancelled or result.timed_out:
+            return DeletionResult(stopped=result)
+        return DeletionResult(error=_list_failure(ctx, result))
+
+    reports = commands.CheckReports(
+        *(ctx.run_dir / f"{n}.txt" for n in ("match", "differ", "mod", "err"))
+    )
+
+    def on_check_line(line: str) -> None:
+        nonlocal unverifiable
+        parsed = ctx.log_line(line)
+        if not isinstance(parsed, LogLine) or verify != "checksum":
+            return
+        unchecked = _UNCHECKED_HASHES.match(parsed.message)
+        if _NO_COMMON_HASH in parsed.message or (unchecked and int(unchecked.group(1)) > 0):
+            # rclone does not say which objects lacked a hash: none of its matches count.
+            unverifiable = True
+
+    argv = commands.check_command(ctx.rclone, ctx.job, reports, verify=verify)
+    checked = ctx.run(argv, "check", on_line=on_check_line)
+    if checked.cancelled or checked.timed_out:
+        return DeletionResult(stopped=checked)
+    error = None
+    matched: set[str] = set()
+    if checked.returncode in (0, 1):  # 1: differences found, on both sides of 1.69
+        matched = read_report(_read(reports.match))
+    else:
+        error = "verification failed: " + ctx.explain(ctx.last_error or "rclone check failed")
+
+    after, result = _list_source(ctx, "after")
+    if after is None:
+        if result.cancelled or result.timed_out:
+            return DeletionResult(stopped=result)
+        return DeletionResult(error=_list_failure(ctx, result))
+
+    min_age = ctx.job.deletion.min_age
+    cutoff = min(first_listed_at, datetime.now(UTC) - min_age)
+    plan = plan_deletion(
+        matched=matched,
+        before=before,
+        after=after,
+        not_modified_after=cutoff,
+        differ=read_report(_read(reports.differ)),
+        missing=read_report(_read(reports.missing_on_dst)),
+        errors=read_report(_read(reports.error)),
+        hashes_unverifiable=unverifiable,
+    )
+    kept = dict(plan.kept)
+    if dry_run or not plan.delete:
+        if plan.delete:
+            kept["dry_run"] = len(plan.delete)
+        counts = DeletionCounts(plan.verified, 0, 0, sum(kept.values()))
+        ctx.on_event(counts)
+        return DeletionResult(counts, kept, error=error)
+
+    ctx.on_event(PhaseStarted("deleting"))
+    deleted, stopped, delete_error = _delete(ctx, plan.delete, cutoff)
+    skipped = len(plan.delete) - len(deleted)
+    if skipped:
+        kept[SKIPPED_AT_DELETE] = skipped
+    if ctx.job.deletion.remove_empty_dirs and stopped is None:
+        ctx.run(commands.rmdirs_command(ctx.rclone, ctx.job), "rmdirs")
+    counts = DeletionCounts(
+        files_verified=plan.verified,
+        files_deleted=len(deleted),
+        bytes_deleted=sum(before[path][0] for path in deleted),
+        files_kept=sum(kept.values()),
+    )
+    ctx.on_event(counts)
+    return DeletionResult(counts, kept, stopped=stopped, error=error or delete_error)
+
+
+def _delete(
+    ctx: RunContext, paths: list[str], cutoff: datetime
+) -> tuple[set[str], ProcessResult | None, str | None]:
+    """One ``rclone delete`` for every planned path; returns the paths rclone says it deleted."""
+    rules = ctx.run_dir / "delete-rules.txt"
+    rules.write_text(exact_path_rules(paths), encoding="utf-8", errors="surrogateescape")
+    wanted = set(paths)
+    deleted: set[str] = set()
+
+    def on_delete_line(line: str) -> None:
+        parsed = ctx.log_line(line)
+        if isinstance(parsed, LogLine) and parsed.message == "Deleted" and parsed.object in wanted:
+            deleted.add(parsed.object)
+
+    argv = commands.delete_command(ctx.rclone, ctx.job.source, rules, not_modified_after=cutoff)
+    result = ctx.run(argv, "delete", on_line=on_delete_line)
+    if result.cancelled or result.timed_out:
+        return deleted, result, None
+    if result.returncode != 0:
+        return deleted, None, "deleting failed: " + ctx.explain(ctx.last_error or "rclone failed")
+    return deleted, None, None

@@ -1,0 +1,165 @@
+"""The only module that starts processes: run rclone, stream its stderr, stop it politely."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mqtt_backup.errors import RcloneError, RcloneNotFound
+
+logger = logging.getLogger(__name__)
+
+MIN_VERSION = (1, 60, 0)
+TAIL_LINES = 25
+# Each step of the stop sequence (SIGINT, SIGTERM) gets this long before the next.
+GRACE_SECONDS = 3.0
+_POLL_SECONDS = 0.05
+
+
+@dataclass(slots=True)
+class ProcessResult:
+    """How one rclone process ended; ``tail`` holds its last stderr lines."""
+
+    returncode: int
+    tail: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    timed_out: bool = False
+
+
+def _not_found(binary: str) -> RcloneNotFound:
+    return RcloneNotFound(f"rclone not found at {binary}; install it or set rclone.binary")
+
+
+def _signal_group(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+    # The group may already be gone: stopping is then done.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _stop(proc: subprocess.Popen[str], grace: float) -> None:
+    """SIGINT the whole group (rclone cleans up), then SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        _signal_group(proc, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def run(
+    argv: list[str],
+    *,
+    on_line: Callable[[str], None],
+    cancel: threading.Event,
+    deadline: float | None = None,
+    stdout_path: Path | None = None,
+    name: str = "rclone",
+    grace: float = GRACE_SECONDS,
+) -> ProcessResult:
+    """Run rclone until it exits, is cancelled or passes ``deadline`` (time.monotonic()).
+
+    Raises RcloneNotFound when the binary cannot be started.
+    """
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    stdout_file = stdout_path.open("wb") if stdout_path is not None else None
+    try:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout_file if stdout_file is not None else subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                start_new_session=True,
+            )
+        except (FileNotFoundError, PermissionError, NotADirectoryError):
+            raise _not_found(argv[0]) from None
+    finally:
+        if stdout_file is not None:
+            stdout_file.close()
+
+    def read() -> None:
+        assert proc.stderr is not None  # noqa: S101 - Popen was given stderr=PIPE
+        for raw in proc.stderr:
+            line = raw.rstrip("\r\n")
+            tail.append(line)
+            try:
+                on_line(line)
+            except Exception:
+                logger.exception("handling an rclone output line failed")
+
+    reader = threading.Thread(target=read, name=f"{name}-stderr", daemon=True)
+    reader.start()
+    cancelled = timed_out = False
+    while proc.poll() is None:
+        if cancel.wait(_POLL_SECONDS):
+            cancelled = True
+        elif deadline is not None and time.monotonic() >= deadline:
+            timed_out = True
+        else:
+            continue
+        _stop(proc, grace)
+        break
+    reader.join()
+    if proc.stderr is not None:
+        proc.stderr.close()
+    return ProcessResult(proc.wait(), list(tail), cancelled, timed_out)
+
+
+def run_capture(argv: list[str], *, timeout: float = 60.0) -> tuple[int, str]:
+    """Run a short rclone command and return (exit code, stdout). Raises RcloneNotFound."""
+    try:
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+            check=False,
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError):
+        raise _not_found(argv[0]) from None
+    except subprocess.TimeoutExpired:
+        return -int(signal.SIGKILL), ""
+    return done.returncode, done.stdout
+
+
+_VERSION = re.compile(r"rclone v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    found = _VERSION.search(text)
+    if found is None:
+        return None
+    return int(found.group(1)), int(found.group(2)), int(found.group(3) or 0)
+
+
+@functools.lru_cache(maxsize=32)
+def rclone_version(binary: str) -> tuple[int, int, int]:
+    """The (major, minor, patch) of ``binary``; raises RcloneNotFound or RcloneError (< 1.60)."""
+    code, out = run_capture([binary, "version"], timeout=30.0)
+    version = parse_version(out) if code == 0 else None
+    if version is None:
+        raise RcloneError(f"{binary} did not report an rclone version; is it rclone?")
+    if version < MIN_VERSION:
+        shown = ".".join(map(str, version))
+        raise RcloneError(f"rclone {shown} is too old; mqtt-backup needs rclone 1.60 or later")
+    return version

@@ -1,0 +1,188 @@
+"""Pure: which source files may be deleted after a verification, and why the rest are kept.
+
+Invariant 1 lives here. A file is deleted only if this run's ``rclone check``
+(started after the transfer ended) reported it as matching, the match really
+compared content as configured, the file is older than ``min_age``, and its size
+and modtime are the same in the listings taken before and after the check.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# path → (size, modtime as rclone printed it)
+Listing = dict[str, tuple[int, str]]
+
+DIFFER = "differ"
+MISSING = "missing_on_destination"
+CHECK_ERROR = "check_error"
+NOT_CHECKED = "not_checked"
+NOT_IN_FIRST_LISTING = "not_in_first_listing"
+NO_COMMON_HASH = "unverifiable_no_common_hash"
+CHANGED = "changed_since_verified"
+TOO_YOUNG = "too_young"
+NOT_LISTABLE = "name_not_listable"
+SKIPPED_AT_DELETE = "changed_before_delete"
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionPlan:
+    """Paths to delete (sorted), the files verified, and kept files counted by reason."""
+
+    delete: list[str]
+    verified: int
+    kept: dict[str, int] = field(default_factory=dict)
+
+
+def parse_rclone_time(text: str) -> datetime | None:
+    """rclone's ISO times (``Z`` or an offset, up to nanoseconds) as aware datetimes."""
+    text = _FRACTION.sub(r"\1", text.strip()).replace("Z", "+00:00")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def parse_lsjson(text: str) -> Listing:
+    """``rclone lsjson --files-only`` output as a Listing."""
+    listing: Listing = {}
+    for entry in json.loads(text or "[]"):
+        if entry.get("IsDir"):
+            continue
+        listing[str(entry["Path"])] = (int(entry.get("Size", -1)), str(entry.get("ModTime", "")))
+    return listing
+
+
+def read_report(text: str) -> set[str]:
+    """A ``check --match/--differ/…`` file: one path per line, taken as written."""
+    return {line for line in text.split("\n") if line}
+
+
+def listable(path: str) -> bool:
+    """Whether a name survives a one-name-per-line list file (newlines and CRs do not)."""
+    return "\n" not in path and "\r" not in path
+
+
+def plan_deletion(
+    *,
+    matched: Iterable[str],
+    before: Listing,
+    after: Listing,
+    not_modified_after: datetime,
+    differ: Iterable[str] = (),
+    missing: Iterable[str] = (),
+    errors: Iterable[str] = (),
+    hashes_unverifiable: bool = False,
+) -> DeletionPlan:
+    """Decide file by file; every file of either listing is either deleted or kept once."""
+    matched_set, differ_set = set(matched), set(differ)
+    missing_set, error_set = set(missing), set(errors)
+    # Paths no listing saw are not files we know of (a name with a newline, split
+    # across lines of a report, shows up as such fragments): nothing to count.
+    universe = set(before) | set(after)
+    kept: Counter[str] = Counter()
+    delete: list[str] = []
+    verified = 0
+    for path in universe:
+        reason = _reason(
+            path,
+            matched_set,
+            differ_set,
+            missing_set,
+            error_set,
+            before,
+            after,
+            hashes_unverifiable,
+        )
+        if reason is None:
+            verified += 1
+            reason = _age_or_name(path, before, not_modified_after)
+        if reason is None:
+            delete.append(path)
+        else:
+            kept[reason] += 1
+    return DeletionPlan(sorted(delete), verified, dict(kept))
+
+
+def _reason(
+    path: str,
+    matched: set[str],
+    differ: set[str],
+    missing: set[str],
+    errors: set[str],
+    before: Listing,
+    after: Listing,
+    hashes_unverifiable: bool,
+) -> str | None:
+    """Why ``path`` is not verified, or None when it is."""
+    if not listable(path):
+        return NOT_LISTABLE
+    if path in differ:
+        return DIFFER
+    if path in missing:
+        return MISSING
+    if path in errors:
+        return CHECK_ERROR
+    if path not in matched:
+        return NOT_CHECKED
+    if path not in before:
+        # A match for a file the first listing did not see: its state at check time is unknown.
+        return NOT_IN_FIRST_LISTING
+    if hashes_unverifiable:
+        return NO_COMMON_HASH
+    if after.get(path) != before[path]:
+        return CHANGED
+    return None
+
+
+def _age_or_name(path: str, before: Listing, not_modified_after: datetime) -> str | None:
+    modified = parse_rclone_time(before[path][1])
+    if modified is None or modified > not_modified_after:
+        return TOO_YOUNG
+    return None
+
+
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]{},])")
+# bufio.Scanner in rclone refuses lines over 64 KiB; stay well below.
+_MAX_RULE = 16_000
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal rclone glob: every wildcard and brace character escaped."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def exact_path_rules(paths: Iterable[str]) -> str:
+    """An rclone filter file that includes exactly ``paths`` and excludes everything else.
+
+    Names are grouped per folder into ``+ /dir/{a,b,…}`` so rclone matches each file
+    against a handful of rules, not one rule per file. Each line starts with ``+``, so
+    names starting with ``#`` or ``;`` are not comments, and ends with ``}``, so
+    rclone's trimming of the line cannot eat a name's trailing spaces.
+    """
+    by_dir: dict[str, list[str]] = {}
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        by_dir.setdefault(folder, []).append(glob_escape(name))
+    lines: list[str] = []
+    for folder in sorted(by_dir):
+        prefix = "+ /" + (glob_escape(folder) + "/" if folder else "") + "{"
+        chunk: list[str] = []
+        size = 0
+        for name in sorted(by_dir[folder]):
+            if chunk and size + len(name) > _MAX_RULE:
+                lines.append(prefix + ",".join(chunk) + "}")
+                chunk, size = [], 0
+            chunk.append(name)
+            size += len(name) + 1
+        lines.append(prefix + ",".join(chunk) + "}")
+    lines.append("- **")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,100 @@
+"""A real network remote on loopback: ``rclone serve webdav`` on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class WebdavServer:
+    root: Path
+    port: int
+
+    def remote(self, path: str = "") -> str:
+        """An rclone connection string for ``path`` on this server (no hashes on webdav)."""
+        return f":webdav,url='http://127.0.0.1:{self.port}':{path}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            pytest.fail(f"rclone serve exited with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail("rclone serve did not start listening")
+
+
+@pytest.fixture
+def webdav_server(rclone_binary: str, tmp_path: Path) -> Iterator[WebdavServer]:
+    root = tmp_path / "webdav-root"
+    root.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [rclone_binary, "serve", "webdav", "--addr", f"127.0.0.1:{port}", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_listening(port, proc)
+        yield WebdavServer(root, port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, with its content."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def folders(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir()}
+
+
+def write_tree(root: Path, files: dict[str, bytes], *, mtime: float | None = None) -> None:
+    """Create ``files`` under ``root``; an old ``mtime`` keeps min_age checks meaningful."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        if mtime is not None:
+            os.utime(path, (mtime, mtime))
+
+
+def wrap_rclone(tmp_path: Path, real: str, subcommand: str, script: str, *, after: bool) -> str:
+    """An rclone that runs ``script`` (shell) when called for ``subcommand``: before or after it."""
+    wrapper = tmp_path / f"rclone-wrapped-{subcommand}"
+    if after:
+        body = (
+            f'if [ "$1" = "{subcommand}" ]; then\n'
+            f'  "{real}" "$@"; rc=$?\n  {script}\n  exit $rc\nfi\n'
+        )
+    else:
+        body = f'if [ "$1" = "{subcommand}" ]; then\n  {script}\nfi\n'
+    wrapper.write_text(f'#!/bin/sh\n{body}exec "{real}" "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    return str(wrapper)

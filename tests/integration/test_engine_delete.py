@@ -1,0 +1,146 @@
+"""verify-then-delete against a real rclone, and the attacks on invariant 1."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from mqtt_backup.engine import verify as v
+from tests.integration.rclone_servers import folders, tree, wrap_rclone, write_tree
+from tests.integration.test_engine_transfer import run_job
+
+OLD = 1_600_000_000  # 2020: old enough for any min_age used here
+
+ODD_NAMES = {
+    "ünïcødé/fïlé ñame.txt": b"unicode",
+    "with space/a b.txt": b"space",
+    "#hash.txt": b"hash",
+    ";semi.txt": b"semi",
+    "-dash.txt": b"dash",
+    " leading.txt": b"lead",
+    "trailing.txt ": b"trail",
+    "{brace},comma[x]*?.txt": b"glob",
+    "empty.txt": b"",
+    "deep/er/still/empty": b"",
+}
+
+
+def many_files(count: int) -> dict[str, bytes]:
+    return {f"bulk/d{i % 20}/f{i}.dat": f"{i}".encode() for i in range(count)}
+
+
+def vtd(src: Path, dst: Path, **deletion: Any) -> dict[str, Any]:
+    return {
+        "source": str(src),
+        "destination": str(dst),
+        "deletion": {"mode": "verify_then_delete", **deletion},
+    }
+
+
+def test_verify_then_delete_large_tree_with_odd_names(make_config: Any, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = {**ODD_NAMES, **many_files(2100)}
+    write_tree(src, files, mtime=OLD)
+    dirs_before = folders(src)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst, min_age="1d"))
+    assert outcome.status == "completed", outcome.error
+    assert tree(dst) == files
+    assert tree(src) == {}
+    assert outcome.deletion.files_verified == len(files)
+    assert outcome.deletion.files_deleted == len(files)
+    assert outcome.deletion.bytes_deleted == sum(len(c) for c in files.values())
+    assert outcome.deletion.files_kept == 0
+    assert folders(src) == dirs_before  # empty folders stay unless asked
+
+
+def test_remove_empty_dirs(make_config: Any, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, ODD_NAMES, mtime=OLD)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst, remove_empty_dirs=True))
+    assert outcome.status == "completed", outcome.error
+    assert tree(dst) == ODD_NAMES
+    assert src.is_dir() and list(src.iterdir()) == []
+
+
+def test_newline_in_name_goes_through_rclone_encoding(make_config: Any, tmp_path: Path) -> None:
+    # rclone's local backend shows a newline as U+240A, so such a name is listable,
+    # verified and deleted like any other (the plan keeps names that really hold one).
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = {"new\nline.txt": b"n", "plain.txt": b"p"}
+    write_tree(src, files, mtime=OLD)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst))
+    assert outcome.status == "completed", outcome.error
+    assert tree(dst) == files and tree(src) == {}
+    assert outcome.deletion.files_deleted == 2
+
+
+def test_young_files_are_kept(make_config: Any, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, {"old.txt": b"o"}, mtime=OLD)
+    write_tree(src, {"new.txt": b"n"})
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst, min_age="1h"))
+    assert tree(src) == {"new.txt": b"n"}
+    assert outcome.kept_reasons == {v.TOO_YOUNG: 1}
+
+
+def test_corrupted_destination_with_same_size_and_mtime_is_kept(
+    make_config: Any, tmp_path: Path
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, {"good.txt": b"good", "victim.txt": b"original"}, mtime=OLD)
+    write_tree(dst, {"victim.txt": b"CORRUPT!"}, mtime=OLD)  # same size, same mtime
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst))
+    assert tree(dst)["victim.txt"] == b"CORRUPT!"  # copy skipped it, as NOTES.md warns
+    assert tree(src) == {"victim.txt": b"original"}
+    assert outcome.kept_reasons == {v.DIFFER: 1}
+    assert outcome.deletion.files_deleted == 1
+
+
+def test_failed_copy_keeps_that_file_and_fails(make_config: Any, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, {"ok.txt": b"ok", "blocked.txt": b"blocked"}, mtime=OLD)
+    # A non-empty folder where the file must go: unwritable even for root.
+    write_tree(dst, {"blocked.txt/inside": b"x"})
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst))
+    assert outcome.status == "failed"
+    assert outcome.error and "rclone" in outcome.error
+    assert str(src) not in outcome.error and str(dst) not in outcome.error
+    assert tree(src) == {"blocked.txt": b"blocked"}
+    assert outcome.deletion.files_deleted == 1
+
+
+def test_source_modified_after_check_is_kept(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, {"stable.txt": b"s", "hot.txt": b"h"}, mtime=OLD)
+    target = shlex.quote(str(src / "hot.txt"))
+    binary = wrap_rclone(tmp_path, rclone_binary, "check", f"echo more >> {target}", after=True)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": binary})
+    assert outcome.status == "completed", outcome.error
+    assert tree(src) == {"hot.txt": b"hmore\n"}
+    assert outcome.kept_reasons == {v.CHANGED: 1}
+
+
+def test_source_modified_right_before_delete_is_kept(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, {"stable.txt": b"s", "hot.txt": b"h"}, mtime=OLD)
+    target = shlex.quote(str(src / "hot.txt"))
+    binary = wrap_rclone(tmp_path, rclone_binary, "delete", f"echo more >> {target}", after=False)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": binary})
+    assert outcome.status == "completed", outcome.error
+    assert tree(src) == {"hot.txt": b"hmore\n"}
+    assert outcome.kept_reasons == {v.SKIPPED_AT_DELETE: 1}
+    assert outcome.deletion.files_deleted == 1
+
+
+def test_size_only_deletes_what_matches_by_size(make_config: Any, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, {"a.txt": b"a"}, mtime=OLD)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst, verify="size"))
+    assert outcome.status == "completed", outcome.error
+    assert tree(src) == {} and os.path.exists(dst / "a.txt")

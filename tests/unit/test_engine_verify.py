@@ -1,0 +1,125 @@
+"""The deletion plan: every keep reason, and only proven files deleted."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from mqtt_backup.engine import verify as v
+
+OLD = "2026-01-01T00:00:00.123456789Z"
+NEW = "2026-11-29T05:00:00+00:00"
+CUTOFF = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def plan(**overrides: object) -> v.DeletionPlan:
+    before = {
+        "ok": (1, OLD),
+        "young": (1, NEW),
+        "changed": (1, OLD),
+        "gone": (1, OLD),
+        "bad": (1, OLD),
+        "missing": (1, OLD),
+        "err": (1, OLD),
+        "unchecked": (1, OLD),
+        "new\nline": (1, OLD),
+    }
+    after = dict(before)
+    after["changed"] = (2, OLD)
+    after["late"] = (1, OLD)
+    del after["gone"]
+    args: dict[str, object] = {
+        "matched": {"ok", "young", "changed", "gone", "late", "new\nline"},
+        "before": before,
+        "after": after,
+        "not_modified_after": CUTOFF,
+        "differ": {"bad"},
+        "missing": {"missing"},
+        "errors": {"err"},
+    }
+    args.update(overrides)
+    return v.plan_deletion(**args)  # type: ignore[arg-type]
+
+
+def test_every_reason() -> None:
+    result = plan()
+    assert result.delete == ["ok"]
+    assert result.kept == {
+        v.TOO_YOUNG: 1,
+        v.CHANGED: 2,
+        v.DIFFER: 1,
+        v.MISSING: 1,
+        v.CHECK_ERROR: 1,
+        v.NOT_CHECKED: 1,
+        v.NOT_IN_FIRST_LISTING: 1,
+        v.NOT_LISTABLE: 1,
+    }
+    assert result.verified == 2  # ok and young: proven; young is kept for its age
+
+
+def test_no_common_hash_keeps_every_match() -> None:
+    result = plan(hashes_unverifiable=True)
+    assert result.delete == []
+    assert result.verified == 0
+    assert result.kept[v.NO_COMMON_HASH] == 4
+
+
+def test_paths_in_no_listing_are_not_counted() -> None:
+    result = v.plan_deletion(
+        matched={"new", "line"}, before={}, after={}, not_modified_after=CUTOFF
+    )
+    assert result.delete == [] and result.kept == {}
+
+
+def test_matched_but_not_in_first_listing_is_kept() -> None:
+    result = v.plan_deletion(
+        matched={"a"}, before={}, after={"a": (1, OLD)}, not_modified_after=CUTOFF
+    )
+    assert result.delete == [] and result.kept == {v.NOT_IN_FIRST_LISTING: 1}
+
+
+def test_unparsable_time_is_too_young() -> None:
+    result = v.plan_deletion(
+        matched={"a"},
+        before={"a": (1, "yesterday")},
+        after={"a": (1, "yesterday")},
+        not_modified_after=CUTOFF,
+    )
+    assert result.kept == {v.TOO_YOUNG: 1}
+
+
+def test_parse_time_formats() -> None:
+    assert v.parse_rclone_time(OLD) == datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
+    assert v.parse_rclone_time("2026-11-29T05:04:18.313483+00:00") is not None
+    assert v.parse_rclone_time("2026-11-29T05:04:18") is None
+
+
+def test_parse_lsjson_skips_dirs() -> None:
+    entries = [
+        {"Path": "a b", "Size": 3, "ModTime": OLD, "IsDir": False},
+        {"Path": "d", "IsDir": True},
+    ]
+    text = json.dumps(entries)
+    assert v.parse_lsjson(text) == {"a b": (3, OLD)}
+    assert v.parse_lsjson("") == {}
+
+
+def test_report_keeps_spaces() -> None:
+    assert v.read_report(" lead\ntrail \n#hash\n") == {" lead", "trail ", "#hash"}
+
+
+def test_exact_path_rules_escape_and_group() -> None:
+    rules = v.exact_path_rules(["d/{a},b", "d/*", "top", "x y/ z "])
+    assert rules.splitlines() == [
+        "+ /{top}",
+        "+ /d/{\\*,\\{a\\}\\,b}",
+        "+ /x y/{ z }",
+        "- **",
+    ]
+
+
+def test_exact_path_rules_split_long_folders() -> None:
+    names = [f"d/{'n' * 100}{i}" for i in range(1000)]
+    lines = v.exact_path_rules(names).splitlines()
+    assert len(lines) > 3
+    assert all(len(line) < 20_000 for line in lines)
