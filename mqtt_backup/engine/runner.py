@@ -113,7 +113,7 @@ def _execute(ctx: RunContext, dry_run: bool) -> RunOutcome:
             error = f"{meaning.sentence}: {ctx.explain(rclone_error)}"
         else:
             error = meaning.sentence
-        usage = describe_exit(code, ctx.version).sentence.startswith("rclone rejected")
+        usage = meaning.sentence.startswith("rclone rejected")
         if code == 3 or usage or ctx.job.deletion.mode != "verify_then_delete":
             return RunOutcome(
                 "failed", error=error, exit_code=code, retryable=retryable, progress=progress

@@ -1,0 +1,92 @@
+"""The process edge: version checks, secrets kept out of errors, a timeout while verifying."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mqtt_backup.engine.events import Event, PhaseStarted
+from mqtt_backup.engine.process import parse_version, rclone_version
+from mqtt_backup.errors import RcloneError, RcloneNotFound
+from tests.integration.rclone_servers import tree, wrap_rclone, write_tree
+from tests.integration.test_engine_transfer import run_job
+
+
+def fake_rclone(tmp_path: Path, output: str) -> str:
+    script = tmp_path / "old-rclone"
+    script.write_text(f"#!/bin/sh\necho '{output}'\n", encoding="utf-8")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_version_of_real_rclone(rclone_binary: str) -> None:
+    assert rclone_version(rclone_binary) >= (1, 60, 0)
+
+
+def test_too_old_rclone_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RcloneError, match="1.59.3 is too old"):
+        rclone_version(fake_rclone(tmp_path, "rclone v1.59.3"))
+
+
+def test_missing_rclone(tmp_path: Path) -> None:
+    with pytest.raises(RcloneNotFound, match="install it or set rclone.binary"):
+        rclone_version(str(tmp_path / "absent"))
+
+
+def test_parse_version() -> None:
+    assert parse_version("rclone v1.75.2\n- os/version: debian") == (1, 75, 2)
+    assert parse_version("rclone v1.60.1-DEV") == (1, 60, 1)
+    assert parse_version("something else") is None
+
+
+def test_secret_in_connection_string_stays_out_of_the_error(
+    make_config: Any, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"a"})
+    destination = ":webdav,url='http://127.0.0.1:9',user=me,pass=SECRETSECRET:x"
+    job = {"source": str(src), "destination": destination, "extra_args": ["--retries", "1"]}
+    outcome, _ = run_job(make_config, tmp_path, job)
+    assert outcome.status == "failed"
+    assert outcome.error and "SECRETSECRET" not in outcome.error
+    assert destination not in outcome.error
+
+
+def test_timeout_while_verifying_deletes_nothing(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = {"a.txt": b"a", "b.txt": b"b"}
+    write_tree(src, files, mtime=1_600_000_000)
+    # A check that hangs until it is stopped: only the deadline can end the run.
+    binary = wrap_rclone(tmp_path, rclone_binary, "check", "exec sleep 30", after=False)
+    job = {
+        "source": str(src),
+        "destination": str(dst),
+        "timeout": "2s",
+        "deletion": {"mode": "verify_then_delete"},
+    }
+    outcome, _ = run_job(make_config, tmp_path, job, rclone={"binary": binary})
+    assert outcome.status == "failed"
+    assert outcome.error == "timed out after 2s"
+    assert tree(src) == files and tree(dst) == files
+
+
+def test_cancel_while_verifying_deletes_nothing(make_config: Any, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = {"a.txt": b"a", "b.txt": b"b"}
+    write_tree(src, files, mtime=1_600_000_000)
+    cancel = threading.Event()
+
+    def cancel_on_verify(event: Event) -> None:
+        if event == PhaseStarted("verifying"):
+            cancel.set()
+
+    job = {"source": str(src), "destination": str(dst), "deletion": {"mode": "verify_then_delete"}}
+    outcome, events = run_job(make_config, tmp_path, job, cancel=cancel, on_event=cancel_on_verify)
+    assert outcome.status == "cancelled"
+    assert PhaseStarted("deleting") not in events
+    assert tree(src) == files
