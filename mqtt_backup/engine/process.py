@@ -8,8 +8,10 @@ import functools
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +37,19 @@ class ProcessResult:
     tail: list[str] = field(default_factory=list)
     cancelled: bool = False
     timed_out: bool = False
+
+
+@functools.cache
+def _resolve(binary: str) -> str:
+    """A bare ``rclone`` not on PATH falls back to the one installed beside this Python.
+
+    ``pip install 'mqtt-backup[rclone]'`` puts rclone in the virtual environment's bin folder,
+    which is not on PATH when the environment is not activated (cron, systemd).
+    """
+    if os.sep in binary or shutil.which(binary) is not None:
+        return binary
+    beside = Path(sys.executable).parent / binary
+    return str(beside) if beside.is_file() else binary
 
 
 def _not_found(binary: str) -> RcloneNotFound:
@@ -79,7 +94,7 @@ def run(
     try:
         try:
             proc = subprocess.Popen(
-                argv,
+                [_resolve(argv[0]), *argv[1:]],
                 stdin=subprocess.DEVNULL,
                 stdout=stdout_file if stdout_file is not None else subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -126,7 +141,7 @@ def run_capture(argv: list[str], *, timeout: float = 60.0) -> tuple[int, str]:
     """Run a short rclone command and return (exit code, stdout). Raises RcloneNotFound."""
     try:
         done = subprocess.run(
-            argv,
+            [_resolve(argv[0]), *argv[1:]],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

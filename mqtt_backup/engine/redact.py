@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import timedelta
 
 MAX_REASON = 160
 
@@ -34,16 +33,3 @@ def reason(message: str, hidden: Iterable[str] = ()) -> str:
     if len(text) > MAX_REASON:
         text = text[: MAX_REASON - 1].rstrip() + "…"
     return text
-
-
-def human_duration(value: timedelta) -> str:
-    """``2h``, ``1h30m``, ``45s``: the way durations are written in the config."""
-    seconds = int(value.total_seconds())
-    if seconds <= 0:
-        return f"{value.total_seconds():g}s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.durations import format_duration
 from mqtt_backup.engine import commands
 from mqtt_backup.engine.context import RunContext
 from mqtt_backup.engine.deletion import DeletionResult, verify_and_delete
 from mqtt_backup.engine.events import Event, PhaseStarted, Progress, RunOutcome
 from mqtt_backup.engine.exit_codes import describe_exit
 from mqtt_backup.engine.process import ProcessResult, rclone_version
-from mqtt_backup.engine.redact import human_duration
 from mqtt_backup.engine.stats import parse_line
 from mqtt_backup.errors import RcloneError
 
@@ -54,7 +54,7 @@ def execute(
         outcome = RunOutcome("failed", error=str(exc))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    logger.info(
+    logger.debug(
         "job %s %s%s: %d files verified, %d deleted, %d kept",
         job_id,
         outcome.status,
@@ -68,7 +68,7 @@ def execute(
 
 def _timed_out(ctx: RunContext) -> str:
     assert ctx.job.timeout is not None  # noqa: S101 - only a deadline can time out
-    return f"timed out after {human_duration(ctx.job.timeout)}"
+    return f"timed out after {format_duration(ctx.job.timeout)}"
 
 
 def _transfer(ctx: RunContext, dry_run: bool) -> tuple[ProcessResult, Progress | None, str | None]:

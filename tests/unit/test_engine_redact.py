@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from mqtt_backup.engine.redact import human_duration, reason, redact
+from mqtt_backup.engine.redact import reason, redact
 
 SOURCE = ":sftp,host=x,pass=SECRET:path"
 
@@ -20,9 +18,3 @@ def test_connection_string_and_secrets_removed() -> None:
 def test_reason_is_short_and_without_retry_noise() -> None:
     assert reason("Attempt 3/3 failed with 1 errors and: permission denied") == "permission denied"
     assert len(reason("x" * 1000)) <= 160
-
-
-def test_human_duration() -> None:
-    assert human_duration(timedelta(hours=2)) == "2h"
-    assert human_duration(timedelta(minutes=90)) == "1h30m"
-    assert human_duration(timedelta(seconds=2)) == "2s"
