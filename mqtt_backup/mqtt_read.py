@@ -88,8 +88,12 @@ def refusal_error(mqtt_config: MqttConfig, reason: object) -> MqttError | None:
     value = getattr(reason, "value", None)
     if value not in (BAD_CREDENTIALS, NOT_AUTHORIZED):
         return None
-    why = "bad user name or password" if value == BAD_CREDENTIALS else "not authorized"
-    who = f"user {mqtt_config.username!r}" if mqtt_config.username else "an anonymous client"
+    # mosquitto answers a wrong password with "not authorised" (3.1.1 code 5), so with a
+    # user name both codes mean the same thing to the user.
+    if mqtt_config.username:
+        who, why = f"user {mqtt_config.username!r}", "bad user name or password"
+    else:
+        who, why = "an anonymous client", "not authorized; set mqtt.username and a password"
     return MqttError(f"MQTT broker refused the login for {who}: {why}")
 
 

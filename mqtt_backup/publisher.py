@@ -122,6 +122,7 @@ class Publisher:
         self._stopped = False
         self._error: MqttError | None = None
         self._connected_event = threading.Event()
+        self._synced_event = threading.Event()
         self._commands: queue.Queue[tuple[str, str, bytes] | None] = queue.Queue(COMMAND_QUEUE_SIZE)
         self._client: mqtt.Client | None = None
         self._worker: threading.Thread | None = None
@@ -200,6 +201,10 @@ class Publisher:
         """True once connected; False on timeout or when the broker refused the login."""
         return self._connected_event.wait(timeout) and self._error is None
 
+    def wait_synced(self, timeout: float) -> bool:
+        """True once the connect-time batch (online, discovery, states) was handed to paho."""
+        return self._synced_event.wait(timeout) and self._error is None
+
     # -- what the app publishes ------------------------------------------------------------
 
     def publish_state(self, state: JobState) -> None:
@@ -272,6 +277,7 @@ class Publisher:
         with self._lock:
             was_connected = self._connected
             self._connected = False
+        self._synced_event.clear()
         if self._error is None:
             self._connected_event.clear()
         if was_connected and not self._stopping:
@@ -409,6 +415,7 @@ class Publisher:
         batch += self._state_messages(jobs, now)
         config = self._config
         batch.append(lambda: self._sync_known_topics(config, jobs, cleanup))
+        batch.append(self._synced_event.set)
         return batch
 
     def _state_messages(
