@@ -1,0 +1,121 @@
+"""``python -m bench [--quick] [--only NAME]``: run the benchmarks, print a table, save JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import bench_deletion, bench_latency, bench_scale, bench_transfer, bench_verify
+from bench.broker import MAX_QUEUED_MESSAGES, Broker
+from bench.harness import MQTT_BACKUP, RCLONE, Env, can_drop_caches
+
+BENCHMARKS: dict[str, Callable[[Env], dict[str, Any]]] = {
+    "transfer": bench_transfer.run,
+    "verify": bench_verify.run,
+    "latency": bench_latency.run,
+    "scale": bench_scale.run,
+    "deletion": bench_deletion.run,
+}
+RESULTS = Path(__file__).parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 pairs, warm cache")
+    parser.add_argument(
+        "--only", action="append", choices=list(BENCHMARKS), metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--pairs", type=int, help="measured A/B pairs (default: 7, quick: 2)")
+    parser.add_argument(
+        "--cache", choices=["cold", "warm"],
+        help="drop the page cache before each run (cold, default) or not (warm, default with --quick)",
+    )
+    parser.add_argument("--output", type=Path, help="JSON file (default: bench/results/latest.json)")
+    parser.add_argument("--tmp", type=Path, help="parent of the temporary folder (default: $TMPDIR)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    return parser.parse_args(argv)
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return "unknown"
+    return out.splitlines()[0].strip() if out else "unknown"
+
+
+def meta(args: argparse.Namespace, env: Env) -> dict[str, Any]:
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "pairs": env.pairs,
+        "warmup": env.warmup,
+        "cache": "cold (sync + drop_caches before each run)" if env.cold else "warm",
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "python": sys.version.split()[0],
+        "rclone": _version([RCLONE, "version"]),
+        "mqtt_backup": _version([MQTT_BACKUP, "--version"]),
+        "broker": f"mosquitto, max_queued_messages {MAX_QUEUED_MESSAGES}, set_tcp_nodelay true",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = args.only or list(BENCHMARKS)
+    output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
+    root = Path(tempfile.mkdtemp(prefix="mqtt-backup-bench-", dir=args.tmp))
+    cache = args.cache or ("warm" if args.quick else "cold")
+    broker = Broker(root / "broker")
+    failures = 0
+    report: dict[str, Any] = {"meta": {}, "results": {}, "errors": {}}
+    try:
+        broker.start()
+        env = Env(
+            root=root,
+            broker_host=broker.host,
+            broker_port=broker.port,
+            quick=args.quick,
+            pairs=args.pairs or (2 if args.quick else 7),
+            cold=cache == "cold",
+        )
+        if env.cold and not can_drop_caches():
+            print("note: cannot write /proc/sys/vm/drop_caches (not root): runs are warm", file=sys.stderr)
+        report["meta"] = meta(args, env)
+        for name in names:
+            print(f"== {name} ...", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            try:
+                report["results"][name] = BENCHMARKS[name](env)
+            except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the rest
+                failures += 1
+                report["errors"][name] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+            print(f"   {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    finally:
+        broker.stop()
+        if args.keep:
+            print(f"kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    from bench.table import render
+
+    print(render(report))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {output}")
+    return 1 if failures else 0

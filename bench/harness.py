@@ -1,0 +1,226 @@
+"""What every benchmark shares: fresh folders, cache dropping, timing, interleaving, statistics."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+VENV_BIN = Path(sys.executable).parent
+RCLONE = shutil.which("rclone", path=str(VENV_BIN)) or shutil.which("rclone") or "rclone"
+MQTT_BACKUP = shutil.which("mqtt-backup", path=str(VENV_BIN)) or "mqtt-backup"
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+@dataclass
+class Env:
+    """One benchmark session: its temporary root, broker, sizes and how runs are prepared."""
+
+    root: Path
+    broker_host: str
+    broker_port: int
+    quick: bool
+    pairs: int
+    warmup: int = 1
+    cold: bool = True
+    notes: list[str] = field(default_factory=list)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    def fresh(self, prefix: str) -> Path:
+        """A new, never used folder: on this ext4, reusing freed space after mass deletes is slow."""
+        path = self.root / f"{prefix}-{next(self._counter):04d}"
+        path.mkdir(parents=True)
+        return path
+
+    def prepare_run(self) -> None:
+        """Untimed, before every timed run: flush writes, and drop the page cache when cold."""
+        os.sync()
+        if self.cold and can_drop_caches():
+            DROP_CACHES.write_text("3\n")
+
+    def config(
+        self,
+        path: Path,
+        jobs: dict[str, dict[str, Any]],
+        *,
+        state_dir: Path,
+        base_topic: str,
+        progress_interval: str = "1s",
+        rclone_binary: str = RCLONE,
+        instance: str = "bench",
+    ) -> Path:
+        """Write an mqtt-backup config with MQTT publishing on, to the bench broker."""
+        data = {
+            "instance": instance,
+            "state_dir": str(state_dir),
+            "max_concurrent_jobs": 2,
+            "mqtt": {
+                "host": self.broker_host,
+                "port": self.broker_port,
+                "base_topic": base_topic,
+                "discovery": True,
+                "progress_interval": progress_interval,
+            },
+            "rclone": {"binary": rclone_binary},
+            "jobs": jobs,
+        }
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        return path
+
+
+def can_drop_caches() -> bool:
+    return os.access(DROP_CACHES, os.W_OK)
+
+
+def run_timed(argv: Sequence[str], *, env: dict[str, str] | None = None, check: bool = True) -> float:
+    """Wall time of one whole command, from process start to exit (seconds)."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if check and done.returncode != 0:
+        tail = done.stderr.decode(errors="replace")[-2000:]
+        raise RuntimeError(f"{argv[0]} {argv[1] if len(argv) > 1 else ''} exited {done.returncode}: {tail}")
+    return elapsed
+
+
+def rclone(*args: str) -> None:
+    """An untimed helper rclone call (quiet)."""
+    subprocess.run([RCLONE, "--config", os.devnull, *args], check=True, capture_output=True)
+
+
+def copy_tree(template: Path, dest: Path) -> Path:
+    """An independent copy of ``template`` (same modtimes), as a fresh source for a run."""
+    subprocess.run(["cp", "-a", str(template), str(dest)], check=True)
+    return dest
+
+
+def make_tree(
+    root: Path, files: int, size: int, *, per_dir: int = 1000, depth: int = 2, seed: int = 1
+) -> Path:
+    """``files`` files of ``size`` random bytes, ``per_dir`` to a folder, folders nested ``depth`` deep."""
+    root.mkdir(parents=True, exist_ok=True)
+    rnd = __import__("random").Random(seed)
+    block = rnd.randbytes(max(size, 1) + 4096)
+    folders = max(1, -(-files // per_dir))
+    width = max(2, int(round(folders ** (1 / depth))) if depth > 1 else folders)
+    old = time.time() - 7 * 86400  # a week old: never "too young" for a deletion
+    for n in range(files):
+        f = n // per_dir
+        parts = []
+        for _ in range(depth - 1):
+            parts.append(f"d{f % width:03d}")
+            f //= width
+        parts.append(f"e{f:03d}")
+        folder = root.joinpath(*parts)
+        if n % per_dir == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"file-{n:06d}.bin"
+        offset = (n * 7919) % 4096
+        chunk = block[offset : offset + size]
+        # each file differs from every other: its number is written into it
+        data = n.to_bytes(8, "little") + chunk[8:] if size >= 8 else chunk
+        path.write_bytes(data)
+        os.utime(path, (old, old))
+    return root
+
+
+def make_big_files(root: Path, count: int, size: int, seed: int = 2) -> Path:
+    """``count`` files of ``size`` random bytes (written in 16 MiB blocks)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rnd = __import__("random").Random(seed)
+    block_size = 16 << 20
+    old = time.time() - 7 * 86400
+    for n in range(count):
+        path = root / f"big-{n:02d}.bin"
+        with path.open("wb") as out:
+            left = size
+            while left > 0:
+                take = min(left, block_size)
+                out.write(rnd.randbytes(take))
+                left -= take
+        os.utime(path, (old, old))
+    return root
+
+
+def interleave(
+    sides: dict[str, Callable[[], float]],
+    *,
+    rounds: int,
+    warmup: int,
+    env: Env,
+    setup: Callable[[str], None] | None = None,
+) -> dict[str, list[float]]:
+    """Run the sides in turn (A B A B …): ``warmup`` rounds discarded, then ``rounds`` measured.
+
+    Each side's callable does its own untimed preparation and returns the seconds it timed;
+    ``env.prepare_run()`` (sync, drop caches) runs before each.
+    """
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for number in range(warmup + rounds):
+        for name, side in sides.items():
+            if setup is not None:
+                setup(name)
+            env.prepare_run()
+            seconds = side()
+            if number >= warmup:
+                times[name].append(seconds)
+    return times
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median": statistics.median(ordered),
+        "min": ordered[0],
+        "max": ordered[-1],
+        "n": len(ordered),
+    }
+
+
+def ratio(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Per-pair ratios a[i]/b[i] of interleaved runs: median, min and max."""
+    pairs = [x / y for x, y in zip(a, b, strict=True) if y > 0]
+    return summary(pairs)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def comparison(
+    label: str, a_name: str, a: list[float], b_name: str, b: list[float], goal: float | None
+) -> dict[str, Any]:
+    """One A-vs-B result: both sides' summaries, the per-pair ratio and the goal verdict."""
+    r = ratio(a, b)
+    return {
+        "label": label,
+        "a": a_name,
+        "b": b_name,
+        "a_seconds": summary(a),
+        "b_seconds": summary(b),
+        "a_runs": a,
+        "b_runs": b,
+        "ratio": r,
+        "goal": goal,
+        "met": None if goal is None else r["median"] <= goal,
+    }

@@ -1,0 +1,115 @@
+"""The report as a plain-text table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: "-"}[met]
+
+
+def _comparison_row(title: str, r: dict[str, Any]) -> list[str]:
+    ratio = r["ratio"]
+    goal = f"<= {r['goal']:.2f}" if r.get("goal") is not None else "(context)"
+    return [
+        title,
+        f"{r['a']}: {_s(r['a_seconds']['median'])}  /  {r['b']}: {_s(r['b_seconds']['median'])}",
+        f"{ratio['median']:.3f} [{ratio['min']:.3f}-{ratio['max']:.3f}] n={ratio['n']}",
+        goal,
+        _verdict(r.get("met")),
+    ]
+
+
+def rows(report: dict[str, Any]) -> list[list[str]]:
+    out: list[list[str]] = []
+    res = report.get("results", {})
+    if "transfer" in res:
+        t = res["transfer"]
+        out.append(_comparison_row(f"1a transfer, {t['big']['data']}", t["big"]))
+        out.append(_comparison_row(f"1b transfer, {t['small']['data']}", t["small"]))
+        s = t["startup"]
+        out.append(
+            [
+                "1  fixed cost per run (empty folder)",
+                f"run-job {_s(s['a_seconds']['median'])} vs rclone {_s(s['b_seconds']['median'])}"
+                f" = +{_ms(s['fixed_overhead_seconds'])}",
+                f"{s['ratio']['median']:.2f} [{s['ratio']['min']:.2f}-{s['ratio']['max']:.2f}]",
+                "(context)",
+                "-",
+            ]
+        )
+        for key in ("big", "small"):
+            w = t[key]["ratio_without_startup"]
+            out.append(
+                [
+                    f"1{'a' if key == 'big' else 'b'} ... without the fixed start-up cost",
+                    "",
+                    f"{w['median']:.3f} [{w['min']:.3f}-{w['max']:.3f}]",
+                    "(context)",
+                    "-",
+                ]
+            )
+    if "verify" in res:
+        v = res["verify"]
+        out.append(_comparison_row(f"2  verify-then-delete, {v['by_hand']['data']}", v["by_hand"]))
+        out.append(_comparison_row("2  ... against rclone move", v["move"]))
+    if "latency" in res:
+        lat = res["latency"]["latency"]
+        out.append(
+            [
+                f"3  rclone exit -> retained terminal state ({lat['runs']} runs)",
+                f"p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['seconds']['max'])}",
+                "",
+                f"p99 <= {_ms(lat['goal_p99'])}",
+                _verdict(lat["met"]),
+            ]
+        )
+    if "scale" in res:
+        s = res["scale"]["serve"]
+        g, met = s["goals"], s["met"]
+        n = s["jobs"]
+        out += [
+            [f"4  serve, {n} jobs: start -> all discovery+states", _s(s["publish_all_seconds"]), "",
+             f"<= {g['publish_all']:.0f} s", _verdict(met["publish_all"])],
+            [f"4  fresh subscriber gets {n} retained states", _s(s["fresh_subscriber_seconds"]), "",
+             f"<= {g['fresh_subscriber']:.0f} s", _verdict(met["fresh_subscriber"])],
+            ["4  idle RSS (peak)", f"{s['rss_mb']:.1f} MiB ({s['peak_rss_mb']:.1f} MiB), {s['threads']} threads",
+             "", f"<= {g['rss_mb']:.0f} MB", _verdict(met["rss_mb"])],
+            [f"4  idle CPU over {s['idle_window_seconds']:.0f} s", f"{s['idle_cpu_percent']:.2f} % of one core",
+             "", f"<= {g['cpu_percent']:.0f} %", _verdict(met["cpu_percent"])],
+        ]
+    if "deletion" in res:
+        d = res["deletion"]
+        out.append(_comparison_row(f"5  delete step, {d['delete_step']['data']}", d["delete_step"]))
+        out.append(_comparison_row("5  ... engine's rclone argv alone vs bare", d["rclone_argv"]))
+    for name, error in report.get("errors", {}).items():
+        out.append([f"{name}: NOT RUN", error[:100], "", "", "FAILED"])
+    return out
+
+
+def render(report: dict[str, Any]) -> str:
+    header = ["benchmark", "medians", "ratio median [min-max]", "goal", "verdict"]
+    table = [header, *rows(report)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = []
+    for number, row in enumerate(table):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    m = report.get("meta", {})
+    if m:
+        lines.append("")
+        lines.append(
+            f"{m.get('date')}  pairs={m.get('pairs')} (+{m.get('warmup')} warm-up)  cache={m.get('cache')}  "
+            f"load at start={tuple(round(x, 2) for x in m.get('loadavg_at_start', ()))}  {m.get('rclone')}"
+        )
+    return "\n".join(lines)
