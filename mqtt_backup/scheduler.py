@@ -1,0 +1,339 @@
+"""APScheduler wrapper: fires scheduled jobs, keeps next_run_at and the pause switch, catches up."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from mqtt_backup import state as st
+from mqtt_backup.config import AppConfig, JobConfig
+from mqtt_backup.errors import JobBusy
+from mqtt_backup.executor import JobExecutor
+from mqtt_backup.history import History
+from mqtt_backup.schedule import Schedule
+from mqtt_backup.state import Trigger
+
+logger = logging.getLogger(__name__)
+
+# Each fire blocks a pool thread for the whole run, including the wait for a free
+# max_concurrent_jobs slot (the executor publishes `queued` meanwhile). So the pool must never
+# be what makes a run wait: it is sized far above any job count. Threads are created lazily,
+# and max_instances=1 bounds them by the number of jobs anyway.
+POOL_SIZE = 1024
+# A fire the scheduler could not start on time (a stalled host, a clock jump) still runs if it
+# is at most this late; for jobs with catch_up any late fire runs, once (coalesce).
+MISFIRE_GRACE = 60
+FIRST_SCHEDULED = "first_scheduled"
+
+
+def resolve_timezone(name: str | None) -> tzinfo:
+    """The configured zone, else the host's local one (what cron users expect)."""
+    if name:
+        return ZoneInfo(name)
+    from tzlocal import get_localzone
+
+    return get_localzone()
+
+
+def missed_fire(
+    schedule: Schedule,
+    tz: tzinfo,
+    *,
+    reference: datetime | None,
+    last_alive: datetime | None,
+    now: datetime,
+) -> datetime | None:
+    """The first fire time that passed while the service was down, or None.
+
+    ``reference`` is when the job last started (or, for a job that never ran, when it was
+    first scheduled); ``last_alive`` is the last sign of life of the previous service, so a fire
+    that the running service skipped on purpose (the job was still busy) is not "missed".
+    Without a reference there is nothing to compare: a never-seen job waits for its first fire.
+    """
+    if reference is None:
+        return None
+    since = max(reference, last_alive) if last_alive is not None else reference
+    if schedule.kind == "interval":
+        period = timedelta(seconds=schedule.interval_seconds)
+        # Interval jobs are anchored at their last start: fires at reference + k * period.
+        steps = max(1, math.floor((since - reference) / period) + 1)
+        fire: datetime | None = reference + period * steps
+    else:
+        # +1µs: a run that started exactly on a fire time has not missed that fire.
+        fire = schedule.trigger(tz).get_next_fire_time(None, since + timedelta(microseconds=1))
+    return fire if fire is not None and fire <= now else None
+
+
+def interval_start(reference: datetime | None, period: timedelta, now: datetime) -> datetime:
+    """First fire of an interval trigger: keep the cadence of the last run across restarts.
+
+    Without this, "every 7d" on a host restarted twice a week would never fire, since an
+    APScheduler interval counts from the moment the trigger is made. A start in the past is fine:
+    the trigger continues its grid from there.
+    """
+    return reference + period if reference is not None else now + period
+
+
+class _SkipNotice(logging.Filter):
+    """APScheduler warns on every skipped fire of a busy job; that is normal here (INFO, ours)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
+
+
+_SKIP_NOTICE = _SkipNotice()
+
+
+class JobScheduler:
+    """Fires every scheduled, enabled job through the executor; one APScheduler job per job."""
+
+    def __init__(self, executor: JobExecutor, history: History) -> None:
+        self._executor = executor
+        self._history = history
+        self._lock = threading.RLock()
+        self._scheduler: BackgroundScheduler | None = None
+        self._config: AppConfig | None = None
+        self._tz: tzinfo = UTC
+        # What each APScheduler job was built from, to tell a changed schedule on reload.
+        self._built: dict[str, tuple[str, str]] = {}
+        self._closed = False
+
+    # lifecycle
+
+    def start(self, config: AppConfig, *, last_alive: datetime | None = None) -> list[str]:
+        """Start firing; runs the catch-ups that are due and returns their job ids."""
+        with self._lock:
+            if self._scheduler is not None:
+                return []
+            aps_logger = logging.getLogger("apscheduler.scheduler")
+            if _SKIP_NOTICE not in aps_logger.filters:
+                aps_logger.addFilter(_SKIP_NOTICE)
+            self._tz = resolve_timezone(config.timezone)
+            self._scheduler = BackgroundScheduler(
+                executors={"default": ThreadPoolExecutor(POOL_SIZE)}, timezone=self._tz
+            )
+            self._scheduler.add_listener(
+                self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED
+            )
+            self._scheduler.start()
+            self._config = config
+            now = datetime.now(UTC)
+            catch_ups = [
+                job_id
+                for job_id, job in config.jobs.items()
+                if self._needs_catch_up(job_id, job, last_alive, now)
+            ]
+            for job_id, job in config.jobs.items():
+                self._add(job_id, job, now, ran_now=job_id in catch_ups)
+            for job_id in catch_ups:
+                # A one-off job in the same pool: it shares the shutdown and thread naming.
+                self._scheduler.add_job(
+                    self._fire,
+                    DateTrigger(now, timezone=UTC),
+                    args=[job_id, "catch_up"],
+                    id=f"{job_id}.catch_up",
+                    misfire_grace_time=None,
+                )
+        self.refresh_all()
+        return catch_ups
+
+    def stop(self) -> None:
+        """Stop firing; runs already started go on until the caller cancels them."""
+        with self._lock:
+            scheduler, self._scheduler = self._scheduler, None
+            self._closed = True
+            self._built.clear()
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._scheduler is not None and self._scheduler.running
+
+    # configuration
+
+    def apply(self, config: AppConfig) -> None:
+        """Adopt a reloaded config: add, rebuild, pause/resume and remove APScheduler jobs."""
+        with self._lock:
+            if self._scheduler is None:
+                return
+            self._config = config
+            tz = resolve_timezone(config.timezone)
+            retimed = str(tz) != str(self._tz)
+            self._tz = tz
+            now = datetime.now(UTC)
+            for job_id in list(self._built):
+                job = config.jobs.get(job_id)
+                if job is None or job.schedule is None or retimed:
+                    self._remove(job_id)
+                    logger.info("job %s: schedule removed", job_id)
+                elif self._built[job_id] != self._signature(job):
+                    self._remove(job_id)
+            for job_id, job in config.jobs.items():
+                if job.schedule is None:
+                    continue
+                if job_id in self._built:
+                    self._set_paused(job_id, not self._enabled(job_id))
+                else:
+                    self._add(job_id, job, now, ran_now=False)
+        self.refresh_all()
+
+    def set_enabled(self, job_id: str, enabled: bool) -> None:
+        """The schedule switch: persisted in history, so it survives restarts."""
+        self._history.set_setting(job_id, "enabled", enabled)
+        with self._lock:
+            if job_id in self._built:
+                self._set_paused(job_id, not enabled)
+        logger.info("job %s: schedule %s", job_id, "resumed" if enabled else "paused")
+        self.refresh(job_id)
+
+    # next_run_at in the states
+
+    def refresh(self, job_id: str) -> None:
+        """Write the job's next fire time and switch into its state, when they changed."""
+        with self._lock:
+            if self._config is None or job_id not in self._config.jobs:
+                return
+            aps_job = self._scheduler.get_job(job_id) if self._scheduler is not None else None
+            next_run = aps_job.next_run_time if aps_job is not None else None
+            enabled = self._enabled(job_id)
+        if job_id not in self._executor.states():
+            return
+        current = self._executor.state(job_id)
+        if current.next_run_at == next_run and current.enabled == enabled:
+            return
+        self._executor.update(job_id, lambda s: st.scheduled(s, next_run, enabled))
+
+    def refresh_all(self) -> None:
+        with self._lock:
+            job_ids = list(self._config.jobs) if self._config is not None else []
+        for job_id in job_ids:
+            self.refresh(job_id)
+
+    # internals
+
+    def _enabled(self, job_id: str) -> bool:
+        assert self._config is not None  # noqa: S101 - only called once configured
+        default = self._config.jobs[job_id].enabled
+        return bool(self._history.setting(job_id, "enabled", default))
+
+    def _signature(self, job: JobConfig) -> tuple[str, str]:
+        return (job.schedule.text if job.schedule else "", str(job.catch_up))
+
+    def _reference(self, job_id: str) -> datetime | None:
+        """When the job last started, else when this service first scheduled it."""
+        started = self._history.last_started(job_id)
+        if started is not None:
+            return started
+        first = self._history.setting(job_id, FIRST_SCHEDULED)
+        return datetime.fromisoformat(first) if isinstance(first, str) else None
+
+    def _needs_catch_up(
+        self, job_id: str, job: JobConfig, last_alive: datetime | None, now: datetime
+    ) -> bool:
+        if job.schedule is None or not job.catch_up or not self._enabled(job_id):
+            return False
+        missed = missed_fire(
+            job.schedule,
+            self._tz,
+            reference=self._reference(job_id),
+            last_alive=last_alive,
+            now=now,
+        )
+        if missed is None:
+            return False
+        logger.info(
+            "job %s: missed its run at %s while stopped; catching up", job_id, st.iso(missed)
+        )
+        return True
+
+    def _trigger(
+        self, job_id: str, schedule: Schedule, now: datetime, ran_now: bool
+    ) -> BaseTrigger:
+        if schedule.kind != "interval":
+            return schedule.trigger(self._tz)
+        period = timedelta(seconds=schedule.interval_seconds)
+        reference = now if ran_now else self._reference(job_id)
+        return IntervalTrigger(
+            seconds=schedule.interval_seconds,
+            start_date=interval_start(reference, period, now),
+            timezone=self._tz,
+        )
+
+    def _add(self, job_id: str, job: JobConfig, now: datetime, *, ran_now: bool) -> None:
+        if job.schedule is None or self._scheduler is None:
+            return
+        if self._history.setting(job_id, FIRST_SCHEDULED) is None:
+            self._history.set_setting(job_id, FIRST_SCHEDULED, now.isoformat())
+        options: dict[str, object] = {}
+        if not self._enabled(job_id):
+            options["next_run_time"] = None  # added paused
+        self._scheduler.add_job(
+            self._fire,
+            self._trigger(job_id, job.schedule, now, ran_now),
+            args=[job_id, "schedule"],
+            id=job_id,
+            name=job_id,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None if job.catch_up else MISFIRE_GRACE,
+            replace_existing=True,
+            **options,
+        )
+        self._built[job_id] = self._signature(job)
+        logger.info("job %s: scheduled %s", job_id, job.schedule)
+
+    def _remove(self, job_id: str) -> None:
+        self._built.pop(job_id, None)
+        if self._scheduler is not None and self._scheduler.get_job(job_id) is not None:
+            self._scheduler.remove_job(job_id)
+
+    def _set_paused(self, job_id: str, paused: bool) -> None:
+        if self._scheduler is None:
+            return
+        aps_job = self._scheduler.get_job(job_id)
+        if aps_job is None:
+            return
+        if paused and aps_job.next_run_time is not None:
+            self._scheduler.pause_job(job_id)
+        elif not paused and aps_job.next_run_time is None:
+            self._scheduler.resume_job(job_id)
+
+    def _on_event(self, event: JobEvent) -> None:
+        job_id = event.job_id.removesuffix(".catch_up")
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            logger.info("job %s: still running; the run due now is skipped", job_id)
+        elif event.code == EVENT_JOB_MISSED:
+            logger.warning("job %s: a run was due too long ago to start now; skipped", job_id)
+        self.refresh(job_id)
+
+    def _fire(self, job_id: str, trigger: Trigger) -> None:
+        if self._closed:
+            return  # submitted just before stop(): the service is going down
+        try:
+            self._executor.run(job_id, trigger)
+        except JobBusy:
+            logger.info("job %s: already running; this %s run is skipped", job_id, trigger)
+        except KeyError:
+            logger.info("job %s: no longer configured; not run", job_id)
+        except Exception:  # a failed fire must not take the scheduler thread down
+            logger.exception("job %s: the %s run failed to start", job_id, trigger)
+        finally:
+            # The run's own states may have raced the update after the fire.
+            self.refresh(job_id)

@@ -1,0 +1,225 @@
+"""Catch-up decisions (pure) and the APScheduler wrapper driven with a stand-in engine."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mqtt_backup import state as st
+from mqtt_backup.config import AppConfig
+from mqtt_backup.engine.events import RunOutcome
+from mqtt_backup.executor import JobExecutor
+from mqtt_backup.history import History
+from mqtt_backup.schedule import parse_schedule
+from mqtt_backup.scheduler import JobScheduler, interval_start, missed_fire
+
+T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+HOURLY = parse_schedule("every 1h")
+NIGHTLY = parse_schedule("0 3 * * *")
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+# missed_fire
+
+
+def test_interval_fire_passed_while_down_is_missed() -> None:
+    assert missed_fire(HOURLY, UTC, reference=T0, last_alive=None, now=at(1.5)) == at(1)
+
+
+def test_interval_fire_not_yet_due_is_not_missed() -> None:
+    assert missed_fire(HOURLY, UTC, reference=T0, last_alive=None, now=at(0.5)) is None
+
+
+def test_fire_skipped_while_the_service_was_up_is_not_missed() -> None:
+    # The 11:00 fire fell while the service was alive (the job was still busy, say).
+    assert missed_fire(HOURLY, UTC, reference=T0, last_alive=at(1.2), now=at(1.5)) is None
+
+
+def test_first_fire_after_the_service_went_down_is_the_missed_one() -> None:
+    assert missed_fire(HOURLY, UTC, reference=T0, last_alive=at(1.2), now=at(3.5)) == at(2)
+
+
+def test_several_missed_fires_are_one_catch_up() -> None:
+    # One answer, the first missed fire: the caller runs the job once.
+    assert missed_fire(HOURLY, UTC, reference=T0, last_alive=None, now=at(30)) == at(1)
+
+
+def test_cron_fire_passed_while_down_is_missed() -> None:
+    yesterday = datetime(2026, 11, 28, 3, 0, 0, 4000, tzinfo=UTC)
+    now = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
+    missed = missed_fire(NIGHTLY, UTC, reference=yesterday, last_alive=None, now=now)
+    assert missed == datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+
+
+def test_cron_before_the_next_fire_is_not_missed() -> None:
+    yesterday = datetime(2026, 11, 28, 3, 0, 0, 4000, tzinfo=UTC)
+    now = datetime(2026, 11, 29, 2, 59, tzinfo=UTC)
+    assert missed_fire(NIGHTLY, UTC, reference=yesterday, last_alive=None, now=now) is None
+
+
+def test_a_run_that_started_exactly_on_its_fire_time_missed_nothing() -> None:
+    exact = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    assert missed_fire(NIGHTLY, UTC, reference=exact, last_alive=None, now=now) is None
+
+
+def test_cron_follows_the_configured_time_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")  # 03:00 there is 02:00 UTC in November
+    reference = datetime(2026, 11, 28, 2, 0, 0, 4000, tzinfo=UTC)
+    now = datetime(2026, 11, 29, 2, 30, tzinfo=UTC)
+    missed = missed_fire(NIGHTLY, berlin, reference=reference, last_alive=None, now=now)
+    assert missed == datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
+
+
+def test_without_a_reference_nothing_is_missed() -> None:
+    assert missed_fire(HOURLY, UTC, reference=None, last_alive=at(-100), now=at(100)) is None
+
+
+def test_interval_start_keeps_the_cadence_of_the_last_run() -> None:
+    assert interval_start(T0, timedelta(hours=6), at(1)) == at(6)
+    assert interval_start(None, timedelta(hours=6), at(1)) == at(7)
+
+
+# JobScheduler with a stand-in engine (real APScheduler, real time, short intervals)
+
+
+class FakeEngine:
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.calls: list[str] = []
+        self.ran = threading.Condition()
+
+    def __call__(self, job_id: str, *_args: Any, cancel: threading.Event, **_kw: Any) -> RunOutcome:
+        cancel.wait(self.seconds)
+        with self.ran:
+            self.calls.append(job_id)
+            self.ran.notify_all()
+        return RunOutcome("cancelled" if cancel.is_set() else "completed")
+
+    def wait_calls(self, count: int, timeout: float = 10.0) -> None:
+        with self.ran:
+            assert self.ran.wait_for(lambda: len(self.calls) >= count, timeout), self.calls
+
+
+@pytest.fixture
+def parts(make_config: Any, tmp_path: Path) -> Any:
+    made: list[tuple[JobScheduler, History]] = []
+
+    def build(
+        jobs: dict[str, Any], engine: FakeEngine, seed: Any = None
+    ) -> tuple[JobScheduler, JobExecutor, History, AppConfig]:
+        base = {"source": str(tmp_path / "src"), "destination": str(tmp_path / "dst")}
+        config = make_config({"jobs": {job: base | extra for job, extra in jobs.items()}})
+        history = History(config.state_dir).open()
+        if seed is not None:
+            seed(history)
+        executor = JobExecutor(config, history, engine=engine)
+        scheduler = JobScheduler(executor, history)
+        made.append((scheduler, history))
+        return scheduler, executor, history, config
+
+    yield build
+    for scheduler, history in made:
+        scheduler.stop()
+        history.close()
+
+
+def test_a_scheduled_job_fires_and_shows_its_next_run(parts: Any) -> None:
+    engine = FakeEngine()
+    scheduler, executor, history, config = parts({"a": {"schedule": "every 1s"}}, engine)
+    assert scheduler.start(config) == []
+    assert executor.state("a").next_run_at is not None
+    engine.wait_calls(2)
+    assert {r.trigger for r in history.runs("a")} == {"schedule"}
+
+
+def test_a_paused_job_does_not_fire_and_has_no_next_run(parts: Any) -> None:
+    engine = FakeEngine()
+    scheduler, executor, history, config = parts({"a": {"schedule": "every 1s"}}, engine)
+    scheduler.start(config)
+    scheduler.set_enabled("a", False)
+    state = executor.state("a")
+    assert (state.enabled, state.next_run_at) == (False, None)
+    assert history.setting("a", "enabled") is False
+    count = len(engine.calls)
+    time.sleep(2.2)  # nothing to wait on: the point is that nothing happens
+    assert len(engine.calls) <= count + 1  # at most a fire that was already under way
+    scheduler.set_enabled("a", True)
+    assert executor.state("a").next_run_at is not None
+    engine.wait_calls(count + 2)
+
+
+def test_disabled_in_config_is_paused_from_the_start(parts: Any) -> None:
+    engine = FakeEngine()
+    scheduler, executor, _h, config = parts(
+        {"a": {"schedule": "every 1s", "enabled": False}}, engine
+    )
+    scheduler.start(config)
+    assert executor.state("a").next_run_at is None
+    assert executor.state("a").enabled is False
+
+
+def _old_run(job_id: str, hours_ago: float) -> Any:
+    def seed(history: History) -> None:
+        started = datetime.now(UTC) - timedelta(hours=hours_ago)
+        running = st.started(st.initial(job_id, job_id), "old", "schedule", started)
+        history.start_run(running)
+        history.finish_run(st.finished(running, RunOutcome("completed"), started))
+
+    return seed
+
+
+def test_catch_up_runs_once_for_a_missed_fire(parts: Any) -> None:
+    engine = FakeEngine()
+    scheduler, _e, history, config = parts(
+        {"a": {"schedule": "every 1h"}}, engine, seed=_old_run("a", 5)
+    )
+    assert scheduler.start(config) == ["a"]
+    engine.wait_calls(1)
+    assert [r.trigger for r in history.runs("a")] == ["catch_up", "schedule"]
+
+
+def test_no_catch_up_when_switched_off(parts: Any) -> None:
+    engine = FakeEngine()
+    scheduler, *_rest = parts(
+        {"a": {"schedule": "every 1h", "catch_up": False}}, engine, seed=_old_run("a", 5)
+    )
+    assert scheduler.start(_rest[-1]) == []
+
+
+def test_a_never_run_job_waits_for_its_first_fire(parts: Any) -> None:
+    scheduler, _e, history, config = parts({"a": {"schedule": "every 1h"}}, FakeEngine())
+    assert scheduler.start(config) == []
+    assert history.setting("a", "first_scheduled") is not None
+
+
+def test_reload_adds_changes_and_removes_schedules(parts: Any, make_config: Any) -> None:
+    engine = FakeEngine()
+    scheduler, executor, _h, config = parts({"a": {"schedule": "every 1h"}}, engine)
+    scheduler.start(config)
+    first = executor.state("a").next_run_at
+    jobs = config.model_dump()["jobs"]
+    jobs["a"]["schedule"] = "every 2h"
+    jobs["b"] = dict(jobs["a"], schedule="every 1s")
+    new = make_config({"jobs": jobs})
+    executor.reconfigure(new)
+    scheduler.apply(new)
+    assert executor.state("a").next_run_at != first
+    engine.wait_calls(1)
+    assert engine.calls[0] == "b"
+    jobs.pop("b")
+    newer = make_config({"jobs": jobs})
+    scheduler.apply(newer)
+    count = len(engine.calls)
+    time.sleep(1.5)  # nothing to wait on: b must not fire any more
+    assert len(engine.calls) <= count + 1
