@@ -217,7 +217,9 @@ class JobExecutor:
         run_id = uuid.uuid4().hex[:12]
         if not self._slots.acquire(blocking=False):
             self._set(st.queued(self.state(job_id), run_id, trigger, st.utcnow()))
-            while not self._slots.acquire(timeout=0.2):
+            # Check the cancel before each try too: a slot freed by a cancelled run (shutdown)
+            # must not start a waiting run that was cancelled at the same moment.
+            while cancel.is_set() or not self._slots.acquire(timeout=0.2):
                 if cancel.is_set():
                     outcome = RunOutcome("cancelled", error="cancelled before it started")
                     return self._finish_unstarted(job_id, run_id, trigger, outcome, attempt), False
