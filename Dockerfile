@@ -44,7 +44,8 @@ COPY --from=rclone /usr/local/bin/rclone /usr/local/bin/rclone
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY mqtt_backup ./mqtt_backup
-RUN pip install --no-cache-dir . && rm -rf /src
+# tzdata: the slim image has no /usr/share/zoneinfo, and `timezone:` or TZ need the zone files.
+RUN pip install --no-cache-dir . tzdata==2026.6 && rm -rf /src
 
 # A fixed uid, so host folders can be chowned to it (1000 is the usual first user).
 RUN useradd --system --uid 1000 --user-group --home-dir /state --shell /usr/sbin/nologin mqtt-backup \
