@@ -18,6 +18,8 @@ from bench.harness import (
     make_tree,
     run_timed,
     summary,
+    step_wrapper,
+    breakdown,
 )
 
 GOALS = {"big": 1.03, "small": 1.05}
@@ -81,11 +83,23 @@ def run(env: Env) -> dict[str, Any]:
         per_dir=sizes["small"]["per_dir"],
     )
     empty = env.fresh("tpl-empty")
+    wrapper, log = step_wrapper(env, "transfer")
     results: dict[str, Any] = {}
     results["big"] = _compare(env, "big", big, GOALS["big"])
     results["big"]["data"] = sizes["big"]["desc"]
     results["small"] = _compare(env, "small", small, GOALS["small"])
     results["small"]["data"] = sizes["small"]["desc"]
+    for key, source in (("big", big), ("small", small)):
+        # One more run with rclone wrapped to log its calls: where run-job's time goes.
+        config = env.config(
+            env.root / "transfer-steps.yaml",
+            {"t": _job(source, env.fresh(f"dst-{key}-x"))},
+            state_dir=env.fresh("state"),
+            base_topic="bench_steps",
+            rclone_binary=str(wrapper),
+        )
+        env.prepare_run()
+        results[key]["breakdown"] = breakdown([MQTT_BACKUP, "-c", str(config), "run-job", "t"], log)
     # The fixed cost of a run: an empty folder, so only start-up and wind-down are timed.
     fixed = _compare(env, "empty", empty, None)
     fixed["data"] = "an empty folder (start-up and wind-down only)"

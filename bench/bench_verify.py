@@ -19,6 +19,8 @@ from bench.harness import (
     interleave,
     make_tree,
     run_timed,
+    step_wrapper,
+    breakdown,
 )
 
 GOAL = 1.10
@@ -42,6 +44,7 @@ def run(env: Env) -> dict[str, Any]:
         side: iter([copy_tree(template, env.fresh(f"src-{tag}") / "src") for _ in range(runs)])
         for side, tag in ((A, "a"), (B, "b"), (C, "c"))
     }
+    extra_source = copy_tree(template, env.fresh("src-x") / "src")
     state = env.fresh("state")
     config = env.root / "verify.yaml"
     left: dict[str, list[int]] = {A: [], B: [], C: []}
@@ -85,7 +88,19 @@ def run(env: Env) -> dict[str, Any]:
     for side, counts in left.items():
         if any(counts):
             raise RuntimeError(f"{side}: source files left after the run: {counts}")
+    # One more run, with rclone wrapped to log its calls: where the run-job's time goes.
+    wrapper, log = step_wrapper(env, "verify")
+    source, dest = extra_source, env.fresh("dst-x")
+    job = {
+        "source": str(source),
+        "destination": str(dest),
+        "deletion": {"mode": "verify_then_delete", "verify": "checksum", "min_age": "0s"},
+    }
+    env.config(config, {"v": job}, state_dir=state, base_topic="bench_verify", rclone_binary=str(wrapper))
+    env.prepare_run()
+    steps = breakdown([MQTT_BACKUP, "-c", str(config), "run-job", "v"], log)
     main = comparison("vs by hand", A, times[A], B, times[B], GOAL)
+    main["breakdown"] = steps
     context = comparison("vs move", A, times[A], C, times[C], None)
     main["data"] = context["data"] = desc
     return {"by_hand": main, "move": context}

@@ -224,3 +224,51 @@ def comparison(
         "goal": goal,
         "met": None if goal is None else r["median"] <= goal,
     }
+
+
+STEP_WRAPPER = """#!/bin/bash
+# rclone, logging when each call starts and ends (bench: where a run's time goes)
+start=$EPOCHREALTIME
+{real} "$@"
+rc=$?
+printf '%s %s %s\\n' "$start" "$EPOCHREALTIME" "$1" >> {log}
+exit $rc
+"""
+
+
+def step_wrapper(env: Env, name: str) -> tuple[Path, Path]:
+    """A wrapped rclone that logs each call's start, end and subcommand; returns (binary, log)."""
+    log = env.root / f"{name}-steps.log"
+    wrapper = env.root / f"{name}-rclone"
+    wrapper.write_text(STEP_WRAPPER.format(real=RCLONE, log=log), encoding="utf-8")
+    wrapper.chmod(0o755)
+    return wrapper, log
+
+
+def breakdown(argv: Sequence[str], log: Path) -> dict[str, Any]:
+    """Run ``argv`` once (untimed against anything) and say where its wall time went.
+
+    Returns the whole time, each rclone call (offset from the start, duration), and the
+    rest: Python start-up before the first call, the gaps between calls, and the wind-down.
+    """
+    log.unlink(missing_ok=True)
+    start = time.time()
+    subprocess.run(list(argv), check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    end = time.time()
+    steps = []
+    for line in log.read_text().splitlines():
+        begin, finish, command = line.split()
+        steps.append({"rclone": command, "at": float(begin) - start, "seconds": float(finish) - float(begin)})
+    steps.sort(key=lambda s: s["at"])
+    total = end - start
+    in_rclone = sum(s["seconds"] for s in steps)
+    first = steps[0]["at"] if steps else total
+    last_end = steps[-1]["at"] + steps[-1]["seconds"] if steps else total
+    return {
+        "total": total,
+        "steps": steps,
+        "before_first_rclone": first,
+        "after_last_rclone": total - last_end,
+        "between_rclone_calls": total - in_rclone - first - (total - last_end),
+        "in_rclone": in_rclone,
+    }

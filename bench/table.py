@@ -96,6 +96,35 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+def _steps(title: str, b: dict[str, Any]) -> str:
+    calls = ", ".join(f"{s['rclone']} {_ms(s['seconds'])}" for s in b["steps"])
+    return (
+        f"{title}: {_s(b['total'])} = start-up before the first rclone {_ms(b['before_first_rclone'])}"
+        f" + rclone calls {_ms(b['in_rclone'])} ({calls})"
+        f" + between calls {_ms(b['between_rclone_calls'])} + wind-down {_ms(b['after_last_rclone'])}"
+    )
+
+
+def details(report: dict[str, Any]) -> list[str]:
+    """Where one instrumented run-job spent its time, per benchmark that has one."""
+    res = report.get("results", {})
+    lines = []
+    for key in ("big", "small"):
+        b = res.get("transfer", {}).get(key, {}).get("breakdown")
+        if b:
+            lines.append(_steps(f"1{'a' if key == 'big' else 'b'} run-job", b))
+    b = res.get("verify", {}).get("by_hand", {}).get("breakdown")
+    if b:
+        lines.append(_steps("2  verify-then-delete run-job", b))
+    lat = res.get("latency", {}).get("latency")
+    if lat:
+        lines.append(f"3  method: {lat['method']}")
+    d = res.get("deletion", {}).get("delete_step")
+    if d:
+        lines.append(f"5  method: {d['method']}")
+    return lines
+
+
 def render(report: dict[str, Any]) -> str:
     header = ["benchmark", "medians", "ratio median [min-max]", "goal", "verdict"]
     table = [header, *rows(report)]
@@ -105,6 +134,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if number == 0:
             lines.append("  ".join("-" * w for w in widths))
+    extra = details(report)
+    if extra:
+        lines.append("")
+        lines += extra
     m = report.get("meta", {})
     if m:
         lines.append("")

@@ -1,0 +1,44 @@
+"""The benchmark suite runs end to end on tiny sizes (``python -m bench --quick``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
+    reason="needs mosquitto",
+)
+
+
+@pytest.mark.timeout(150)
+def test_quick_run_writes_every_result(tmp_path: Path) -> None:
+    output = tmp_path / "quick.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output", str(output), "--tmp", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=140,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["errors"] == {}
+    results = report["results"]
+    assert set(results) == {"transfer", "verify", "latency", "scale", "deletion"}
+    assert results["transfer"]["small"]["ratio"]["n"] == 2
+    assert results["latency"]["latency"]["runs"] == 5
+    assert results["scale"]["serve"]["fresh_subscriber_retained"] == results["scale"]["serve"]["jobs"]
+    assert "ratio median" in done.stdout
+    # the temporary folder is gone: only the output file is left
+    assert [p.name for p in tmp_path.iterdir()] == ["quick.json"]
