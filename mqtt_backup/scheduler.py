@@ -90,10 +90,13 @@ def interval_start(reference: datetime | None, period: timedelta, now: datetime)
 
 
 class _SkipNotice(logging.Filter):
-    """APScheduler warns on every skipped fire of a busy job; that is normal here (INFO, ours)."""
+    """APScheduler warns on every skipped or late fire, naming its internals; we log our own."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances" not in record.getMessage()
+        message = record.getMessage()
+        return (
+            "maximum number of running instances" not in message and "was missed by" not in message
+        )
 
 
 _SKIP_NOTICE = _SkipNotice()
@@ -120,9 +123,10 @@ class JobScheduler:
         with self._lock:
             if self._scheduler is not None:
                 return []
-            aps_logger = logging.getLogger("apscheduler.scheduler")
-            if _SKIP_NOTICE not in aps_logger.filters:
-                aps_logger.addFilter(_SKIP_NOTICE)
+            for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
+                aps_logger = logging.getLogger(name)
+                if _SKIP_NOTICE not in aps_logger.filters:
+                    aps_logger.addFilter(_SKIP_NOTICE)
             self._tz = resolve_timezone(config.timezone)
             self._scheduler = BackgroundScheduler(
                 executors={"default": ThreadPoolExecutor(POOL_SIZE)}, timezone=self._tz
