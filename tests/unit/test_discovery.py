@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jinja2
 import pytest
 
 from mqtt_backup import __version__
@@ -19,7 +20,6 @@ from mqtt_backup.discovery import (
 from mqtt_backup.state import JobState, initial
 from mqtt_backup.topics import Topics
 
-jinja2 = pytest.importorskip("jinja2")
 JOBS = {
     "photos": {"name": "Photos", "source": "/a", "destination": "nas:a", "schedule": "every 6h",
                "stale_after": "2d", "deletion": {"mode": "verify_then_delete"}},
