@@ -21,7 +21,7 @@ from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
 from mqtt_backup.history import History
 from mqtt_backup.logs import setup as setup_logging
 from mqtt_backup.secrets import secret_values
-from mqtt_backup.state import JobState, iso
+from mqtt_backup.state import iso
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -148,16 +148,17 @@ def _cancel_on_signals(cancel: object) -> None:
 
 def show_status(config: AppConfig, *, as_json: bool) -> int:
     """Every configured job's last state: from the broker when it answers, else local history."""
-    states: dict[str, JobState] | None = None
-    source = "broker"
+    with History(config.state_dir) as history:
+        states = history.last_states()
+    source = "local history"
     if config.mqtt is not None:
         from mqtt_backup.publisher import read_retained_states
 
-        states = read_retained_states(config, timeout=3.0)
-    if states is None:
-        source = "local history"
-        with History(config.state_dir) as history:
-            states = history.last_states()
+        retained = read_retained_states(config, timeout=3.0)
+        if retained is not None:
+            # The broker knows runs of other hosts' processes; history fills what it lacks.
+            source = "broker"
+            states |= retained
     states = {job: states[job] for job in config.jobs if job in states}
     if as_json:
         print(json.dumps({job: s.model_dump(mode="json") for job, s in states.items()}, indent=2))
