@@ -133,7 +133,7 @@ class Service:
             for job_state in executor.states().values():
                 self.publisher.publish_state(job_state)
             self.publisher.start()
-            if recovered and not _wait_published(self.publisher, CONNECT_WAIT):
+            if recovered and not self.publisher.wait_synced(CONNECT_WAIT):
                 logger.warning(
                     "the broker is not reachable yet: interrupted states will be published "
                     "once it is (a newer run may have replaced them by then)"
@@ -280,20 +280,3 @@ class Service:
             logger.exception("job %s: the commanded run failed", job_id)
         finally:
             self.scheduler.refresh(job_id)
-
-
-def _wait_published(publisher: Publisher, timeout: float) -> bool:
-    """True once the states known at connect time have been handed to the MQTT client."""
-    deadline = time.monotonic() + timeout
-    if not publisher.wait_connected(timeout):
-        return False
-    synced = getattr(publisher, "wait_synced", None)
-    if callable(synced):
-        return bool(synced(max(0.0, deadline - time.monotonic())))
-    # The publisher sets _resync before it reports connected and clears it when its worker
-    # takes the connect batch (built from the states of that moment); later states queue behind.
-    while getattr(publisher, "_resync", False):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True

@@ -211,7 +211,8 @@ class Publisher:
         """Queue a job's state; only the latest per job waits, progress is throttled."""
         with self._lock:
             if state.job_id not in self._config.jobs:
-                logger.warning("not publishing the state of unknown job %r", state.job_id)
+                # A job removed by a reload may still be finishing; its topics were cleared.
+                logger.debug("not publishing the state of unconfigured job %r", state.job_id)
                 return
             self._jobs[state.job_id] = state
             self._pending[state.job_id] = state

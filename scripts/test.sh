@@ -10,4 +10,5 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     exit 1
 fi
 .venv/bin/ruff check mqtt_backup tests bench
+.venv/bin/hadolint Dockerfile
 exec .venv/bin/python -m pytest "$@"
