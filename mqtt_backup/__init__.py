@@ -1,8 +1,5 @@
 """mqtt-backup: scheduled rclone backups with their state published to MQTT and Home Assistant."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("mqtt-backup")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+# The single source of the version (pyproject.toml reads it); a literal, because asking
+# importlib.metadata costs every run-job ~40 ms of start-up.
+__version__ = "0.1.0"

@@ -11,9 +11,6 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from rich.console import Console
-from rich.table import Table
-
 from mqtt_backup import __version__
 from mqtt_backup.config import AppConfig
 from mqtt_backup.config_loader import config_path, load_config
@@ -163,6 +160,9 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps({job: s.model_dump(mode="json") for job, s in states.items()}, indent=2))
         return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"mqtt-backup {config.instance} (from {source})")
     for column in ("job", "status", "progress", "last success", "next run", "error"):
         table.add_column(column)
@@ -189,6 +189,9 @@ def show_history(config: AppConfig, job_id: str, limit: int) -> int:
         return _unknown_job(config, job_id)
     with History(config.state_dir) as history:
         runs = history.runs(job_id, limit)
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"runs of {job_id}")
     for column in ("started", "trigger", "status", "files", "bytes", "deleted", "kept", "error"):
         table.add_column(column)

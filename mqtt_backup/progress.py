@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING, TextIO
 
 from mqtt_backup.state import JobState
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +26,8 @@ class ProgressDisplay:
     """A StateListener drawing one job's progress; ``start()``/``stop()`` own the terminal."""
 
     def __init__(self, stream: TextIO, *, live: bool | None = None, plain_every: float = 10.0):
-        self._console = Console(file=stream, stderr=True)
-        self._live = self._console.is_terminal if live is None else live
+        self._stream = stream
+        self._live = stream.isatty() if live is None else live
         self._plain_every = plain_every
         self._bar: Progress | None = None
         self._task: TaskID | None = None
@@ -44,6 +36,17 @@ class ProgressDisplay:
 
     def start(self) -> None:
         if self._live and self._bar is None:
+            # rich only where a bar is drawn: cron runs skip its import time.
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self._bar = Progress(
                 TextColumn("[bold]{task.fields[job]}[/] {task.fields[phase]:<12}"),
                 BarColumn(),
@@ -51,7 +54,7 @@ class ProgressDisplay:
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[files]}"),
-                console=self._console,
+                console=Console(file=self._stream),
                 transient=False,
             )
             self._bar.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import json
 import logging
 import os
 import re
@@ -167,14 +168,60 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return int(found.group(1)), int(found.group(2)), int(found.group(3) or 0)
 
 
-@functools.lru_cache(maxsize=32)
-def rclone_version(binary: str) -> tuple[int, int, int]:
-    """The (major, minor, patch) of ``binary``; raises RcloneNotFound or RcloneError (< 1.60)."""
-    code, out = run_capture([binary, "version"], timeout=30.0)
-    version = parse_version(out) if code == 0 else None
+_VERSION_CACHE = "rclone-version.json"
+
+
+def _identity(binary: str) -> str | None:
+    """Path, size, mtime and inode of the binary: a new or upgraded rclone has another."""
+    found = shutil.which(_resolve(binary))
+    if found is None:
+        return None
+    real = os.path.realpath(found)
+    try:
+        info = os.stat(real)
+    except OSError:
+        return None
+    return f"{real}:{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
+
+
+def rclone_version(binary: str, cache_dir: Path | None = None) -> tuple[int, int, int]:
+    """The (major, minor, patch) of ``binary``; raises RcloneNotFound or RcloneError (< 1.60).
+
+    Asking rclone costs ~0.15 s per run, so the answer is kept in ``cache_dir`` for as long
+    as the binary file stays the same.
+    """
+    identity = _identity(binary)
+    cache = cache_dir / _VERSION_CACHE if cache_dir is not None else None
+    version = _cached_version(cache, identity)
     if version is None:
-        raise RcloneError(f"{binary} did not report an rclone version; is it rclone?")
+        code, out = run_capture([binary, "version"], timeout=30.0)
+        version = parse_version(out) if code == 0 else None
+        if version is None:
+            raise RcloneError(f"{binary} did not report an rclone version; is it rclone?")
+        _store_version(cache, identity, version)
     if version < MIN_VERSION:
         shown = ".".join(map(str, version))
         raise RcloneError(f"rclone {shown} is too old; mqtt-backup needs rclone 1.60 or later")
     return version
+
+
+def _cached_version(cache: Path | None, identity: str | None) -> tuple[int, int, int] | None:
+    if cache is None or identity is None:
+        return None
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        known = json.loads(cache.read_text(encoding="utf-8"))
+        if known.get("binary") == identity:
+            major, minor, patch = known["version"]
+            return int(major), int(minor), int(patch)
+    return None
+
+
+def _store_version(cache: Path | None, identity: str | None, version: tuple[int, ...]) -> None:
+    if cache is None or identity is None:
+        return
+    # Written whole and renamed, so a concurrent run never reads half a file.
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"binary": identity, "version": list(version)}))
+        partial.replace(cache)

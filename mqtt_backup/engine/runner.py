@@ -41,7 +41,8 @@ def execute(
     """Run the job once and say how it ended; problems become a failed outcome, not exceptions."""
     deadline = time.monotonic() + job.timeout.total_seconds() if job.timeout else None
     try:
-        version = rclone_version(rclone.binary)
+        # work_dir is private to this run; its parent outlives it and holds the version cache.
+        version = rclone_version(rclone.binary, cache_dir=work_dir.parent)
     except RcloneError as exc:
         logger.info("job %s: %s", job_id, exc)
         return RunOutcome("failed", error=str(exc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,27 @@ def test_version_of_real_rclone(rclone_binary: str) -> None:
 def test_too_old_rclone_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RcloneError, match="1.59.3 is too old"):
         rclone_version(fake_rclone(tmp_path, "rclone v1.59.3"))
+
+
+def test_version_is_cached_until_the_binary_changes(tmp_path: Path) -> None:
+    binary = fake_rclone(tmp_path, "rclone v1.70.0")
+    cache = tmp_path / "cache"
+    assert rclone_version(binary, cache_dir=cache) == (1, 70, 0)
+    # Same file: the cached answer, without asking (this script would now say 1.71).
+    script = Path(binary)
+    stat = script.stat()
+    script.write_text("#!/bin/sh\necho 'rclone v1.71.0'\n", encoding="utf-8")
+    os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert rclone_version(binary, cache_dir=cache) == (1, 70, 0)
+    # An upgraded binary (another modification time): asked again.
+    os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert rclone_version(binary, cache_dir=cache) == (1, 71, 0)
+    # An upgrade to a version that is too old is refused even from the cache.
+    fake_rclone(tmp_path, "rclone v1.59.0")
+    with pytest.raises(RcloneError, match="too old"):
+        rclone_version(binary, cache_dir=cache)
+    with pytest.raises(RcloneError, match="too old"):
+        rclone_version(binary, cache_dir=cache)
 
 
 def test_missing_rclone(tmp_path: Path) -> None:
