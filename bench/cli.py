@@ -106,16 +106,18 @@ def main(argv: list[str] | None = None) -> int:
                 report["errors"][name] = f"{type(exc).__name__}: {exc}"
                 traceback.print_exc()
             print(f"   {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+        # The report first: removing millions of small files takes minutes.
+        from bench.table import render
+
+        print(render(report), flush=True)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"\nwrote {output}", flush=True)
     finally:
         broker.stop()
         if args.keep:
             print(f"kept {root}", file=sys.stderr)
         else:
+            print(f"removing {root} ...", file=sys.stderr, flush=True)
             shutil.rmtree(root, ignore_errors=True)
-    from bench.table import render
-
-    print(render(report))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {output}")
     return 1 if failures else 0
