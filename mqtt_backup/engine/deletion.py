@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mqtt_backup.engine import commands
+from mqtt_backup.engine import commands, process
 from mqtt_backup.engine.context import RunContext
-from mqtt_backup.engine.events import DeletionCounts, PhaseStarted
+from mqtt_backup.engine.events import DeletionCounts, PhaseStarted, Progress
 from mqtt_backup.engine.process import ProcessResult
-from mqtt_backup.engine.stats import LogLine
+from mqtt_backup.engine.stats import LogLine, parse_line
 from mqtt_backup.engine.verify import (
+    DELETE_FAILED,
     SKIPPED_AT_DELETE,
     Listing,
     exact_path_rules,
     parse_lsjson,
+    parse_rclone_time,
     plan_deletion,
     read_report,
 )
@@ -118,10 +122,9 @@ def verify_and_delete(ctx: RunContext, *, dry_run: bool) -> DeletionResult:
         return DeletionResult(counts, kept, error=error)
 
     ctx.on_event(PhaseStarted("deleting"))
-    deleted, stopped, delete_error = _delete(ctx, plan.delete, cutoff)
-    skipped = len(plan.delete) - len(deleted)
-    if skipped:
-        kept[SKIPPED_AT_DELETE] = skipped
+    deleted, left, stopped, delete_error = _delete(ctx, plan.delete, cutoff)
+    for why, count in left.items():
+        kept[why] = kept.get(why, 0) + count
     if ctx.job.deletion.remove_empty_dirs and stopped is None:
         ctx.run(commands.rmdirs_command(ctx.rclone, ctx.job), "rmdirs")
     counts = DeletionCounts(
@@ -136,22 +139,59 @@ def verify_and_delete(ctx: RunContext, *, dry_run: bool) -> DeletionResult:
 
 def _delete(
     ctx: RunContext, paths: list[str], cutoff: datetime
-) -> tuple[set[str], ProcessResult | None, str | None]:
-    """One ``rclone delete`` for every planned path; returns the paths rclone says it deleted."""
+) -> tuple[set[str], dict[str, int], ProcessResult | None, str | None]:
+    """One ``rclone delete`` for every planned path.
+
+    Returns the deleted paths, the planned ones left in place by reason, the stopped
+    process when cancelled or timed out, and an error sentence.
+    """
     rules = ctx.run_dir / "delete-rules.txt"
     rules.write_text(exact_path_rules(paths), encoding="utf-8", errors="surrogateescape")
-    wanted = set(paths)
-    deleted: set[str] = set()
+    deletes = 0
 
     def on_delete_line(line: str) -> None:
-        parsed = ctx.log_line(line)
-        if isinstance(parsed, LogLine) and parsed.message == "Deleted" and parsed.object in wanted:
-            deleted.add(parsed.object)
+        nonlocal deletes
+        parsed = parse_line(line)
+        if isinstance(parsed, Progress):
+            deletes = parsed.deletes
+        else:
+            ctx.log_line(line)
 
     argv = commands.delete_command(ctx.rclone, ctx.job.source, rules, not_modified_after=cutoff)
     result = ctx.run(argv, "delete", on_line=on_delete_line)
-    if result.cancelled or result.timed_out:
-        return deleted, result, None
-    if result.returncode != 0:
-        return deleted, None, "deleting failed: " + ctx.explain(ctx.last_error or "rclone failed")
-    return deleted, None, None
+    stopped = result if result.cancelled or result.timed_out else None
+    error = None
+    if stopped is None and result.returncode != 0:
+        error = "deleting failed: " + ctx.explain(ctx.last_error or "rclone failed")
+    if stopped is None and error is None and deletes == len(paths):
+        return set(paths), {}, None, None
+    # Some planned files are still there (skipped by the age guard, or not deletable), or
+    # the run was stopped: ask the source which ones, so the counts are exact.
+    remaining = _still_there(ctx, rules)
+    if remaining is None:
+        error = error or "could not tell which files were deleted"
+        return set(), {DELETE_FAILED: len(paths)}, stopped, error
+    left: dict[str, int] = {}
+    for path in paths:
+        if path in remaining:
+            modified = parse_rclone_time(remaining[path][1])
+            why = SKIPPED_AT_DELETE if modified is None or modified > cutoff else DELETE_FAILED
+            left[why] = left.get(why, 0) + 1
+    return set(paths) - set(remaining), left, stopped, error
+
+
+def _still_there(ctx: RunContext, rules: Path) -> Listing | None:
+    out = ctx.run_dir / "listing-after-delete.json"
+    argv = commands.planned_listing_command(ctx.rclone, ctx.job.source, rules)
+    # Not cancellable: after a cancel the counts of what was already deleted still matter.
+    result = process.run(
+        argv,
+        on_line=ctx.log_line,
+        cancel=threading.Event(),
+        deadline=time.monotonic() + 300,
+        stdout_path=out,
+        name=f"rclone-{ctx.job_id}-recount",
+    )
+    if result.returncode != 0 or result.timed_out:
+        return None
+    return parse_lsjson(_read(out))

@@ -23,6 +23,7 @@ class Progress:
     total_checks: int = 0
     elapsed: float = 0.0
     last_error: str | None = None
+    deletes: int = 0
 
     @property
     def percent(self) -> float:

@@ -56,6 +56,7 @@ def progress_from_stats(stats: dict[str, Any]) -> Progress:
         checks=_int(stats, "checks"),
         total_checks=_int(stats, "totalChecks"),
         elapsed=_float(stats, "elapsedTime"),
+        deletes=_int(stats, "deletes"),
         last_error=str(last_error) if last_error else None,
     )
 

@@ -28,6 +28,7 @@ CHANGED = "changed_since_verified"
 TOO_YOUNG = "too_young"
 NOT_LISTABLE = "name_not_listable"
 SKIPPED_AT_DELETE = "changed_before_delete"
+DELETE_FAILED = "delete_failed"
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 

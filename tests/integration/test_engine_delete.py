@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from mqtt_backup.engine import verify as v
 from tests.integration.rclone_servers import folders, tree, wrap_rclone, write_tree
@@ -144,3 +147,24 @@ def test_size_only_deletes_what_matches_by_size(make_config: Any, tmp_path: Path
     outcome, _ = run_job(make_config, tmp_path, vtd(src, dst, verify="size"))
     assert outcome.status == "completed", outcome.error
     assert tree(src) == {} and os.path.exists(dst / "a.txt")
+
+
+def test_a_source_file_that_cannot_be_deleted_is_counted_as_kept(
+    make_config: Any, tmp_path: Path
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, {"free.txt": b"f", "stuck.txt": b"s"}, mtime=OLD)
+    # Immutable: not even root may delete it.
+    if subprocess.run(["chattr", "+i", str(src / "stuck.txt")], check=False).returncode != 0:
+        pytest.fail("chattr +i is needed for this test (e2fsprogs on an ext4-like filesystem)")
+    try:
+        outcome, _ = run_job(make_config, tmp_path, vtd(src, dst))
+    finally:
+        subprocess.run(["chattr", "-i", str(src / "stuck.txt")], check=False)
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert outcome.error.startswith("deleting failed")
+    assert tree(src) == {"stuck.txt": b"s"}
+    assert outcome.kept_reasons == {v.DELETE_FAILED: 1}
+    assert (outcome.deletion.files_deleted, outcome.deletion.files_kept) == (1, 1)
+    assert outcome.deletion.bytes_deleted == 1
