@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     )
     cutoff = datetime.now(UTC)
     start = time.perf_counter()
-    deleted, stopped, error = deletion._delete(ctx, paths, cutoff)  # noqa: SLF001
+    deleted, _left, stopped, error = deletion._delete(ctx, paths, cutoff)  # noqa: SLF001
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "deleted": len(deleted), "error": error, "stopped": bool(stopped)}))
     return 0 if error is None and len(deleted) == len(paths) else 1

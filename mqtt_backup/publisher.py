@@ -115,7 +115,7 @@ class Publisher:
         self._availability_seen = False
         self._outage_logged = False
         self._stop_deadline = 0.0
-        self._inflight: list[mqtt.MQTTMessageInfo] = []
+        self._inflight: deque[mqtt.MQTTMessageInfo] = deque()
         self._connected = False
         self._stopping = False
         self._started = False
@@ -468,7 +468,10 @@ class Publisher:
             message.topic, message.payload, qos=message.qos, retain=message.retain
         )
         if message.qos > 0:
-            self._inflight = [i for i in self._inflight if not i.is_published()]
+            # Acknowledgements arrive mostly in order: dropping them from the front keeps
+            # each send O(1) (a full scan per send made 1,000 jobs' start-up quadratic).
+            while self._inflight and self._inflight[0].is_published():
+                self._inflight.popleft()
             self._inflight.append(info)
 
     def _wait_acknowledged(self, deadline: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
@@ -85,16 +86,21 @@ class Schedule(BaseModel):
         """The usual time between two runs (for cron, the gap after the next fire time)."""
         if self.kind == "interval":
             return timedelta(seconds=self.interval_seconds)
-        trigger = self.trigger(UTC)
-        now = datetime.now(UTC)
-        first = trigger.get_next_fire_time(None, now)
-        second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
-        if first is None or second is None:
-            return timedelta(days=1)
-        return second - first
+        return _cron_period(self.text)
 
     def __str__(self) -> str:
         return self.text
+
+
+@functools.lru_cache(maxsize=4096)
+def _cron_period(text: str) -> timedelta:
+    # Cached: discovery asks for every job's period, and building a trigger costs ~1 ms.
+    trigger = _cron_trigger(text, UTC)
+    first = trigger.get_next_fire_time(None, datetime.now(UTC))
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
+    if first is None or second is None:
+        return timedelta(days=1)
+    return second - first
 
 
 def parse_schedule(text: str) -> Schedule:

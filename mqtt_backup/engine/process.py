@@ -123,8 +123,14 @@ def run(
     reader = threading.Thread(target=read, name=f"{name}-stderr", daemon=True)
     reader.start()
     cancelled = timed_out = False
-    while proc.poll() is None:
-        if cancel.wait(_POLL_SECONDS):
+    while True:
+        # Popen.wait polls with a growing sleep that starts below a millisecond, so the exit
+        # is seen at once (every run waits for several rclone calls); cancel and the
+        # deadline are looked at between two waits.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(_POLL_SECONDS)
+            break
+        if cancel.is_set():
             cancelled = True
         elif deadline is not None and time.monotonic() >= deadline:
             timed_out = True
