@@ -14,7 +14,6 @@ how a terminal state reaches a broker that was down for the whole run (invariant
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Literal
 
 import paho.mqtt.client as mqtt
 
+from mqtt_backup.command_inbox import CommandHandler, CommandInbox
 from mqtt_backup.config import AppConfig, MqttConfig
 from mqtt_backup.discovery import (
     discovery_messages,
@@ -49,8 +49,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["KnownTopics", "MemoryKnownTopics", "Publisher", "read_retained_states"]
 
 Mode = Literal["daemon", "oneshot"]
-CommandHandler = Callable[[str, str, bytes], None]
-COMMAND_QUEUE_SIZE = 64
 MAX_PENDING_EVENTS = 64
 
 
@@ -93,7 +91,7 @@ class Publisher:
         self._mqtt: MqttConfig = config.mqtt
         self._mode = mode
         self._known: KnownTopics = known_topics if known_topics is not None else MemoryKnownTopics()
-        self._on_command = on_command
+        self._inbox = CommandInbox(on_command) if on_command is not None else None
         self._republish_delay = republish_delay
         self._refresh_interval = refresh_interval
         self._topics = Topics(config.mqtt, config.instance)
@@ -123,10 +121,8 @@ class Publisher:
         self._error: MqttError | None = None
         self._connected_event = threading.Event()
         self._synced_event = threading.Event()
-        self._commands: queue.Queue[tuple[str, str, bytes] | None] = queue.Queue(COMMAND_QUEUE_SIZE)
         self._client: mqtt.Client | None = None
         self._worker: threading.Thread | None = None
-        self._command_thread: threading.Thread | None = None
         self._probe = ""
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -156,11 +152,8 @@ class Publisher:
         self._client = client
         self._worker = threading.Thread(target=self._run, name="mqtt-backup-publish", daemon=True)
         self._worker.start()
-        if self._on_command is not None:
-            self._command_thread = threading.Thread(
-                target=self._run_commands, name="mqtt-backup-commands", daemon=True
-            )
-            self._command_thread.start()
+        if self._inbox is not None:
+            self._inbox.start()
         client.connect_async(self._mqtt.host, self._mqtt.port, keepalive=self._mqtt.keepalive)
         client.loop_start()
         logger.info("connecting to MQTT broker %s:%s", self._mqtt.host, self._mqtt.port)
@@ -183,9 +176,8 @@ class Publisher:
         self._wait_acknowledged(deadline)
         client.disconnect()
         client.loop_stop()
-        if self._command_thread is not None:
-            self._commands.put(None)
-            self._command_thread.join(max(0.1, deadline - time.monotonic()))
+        if self._inbox is not None:
+            self._inbox.stop(max(0.1, deadline - time.monotonic()))
         logger.info("disconnected from MQTT broker")
 
     @property
@@ -327,22 +319,10 @@ class Publisher:
         if reason is not None:
             logger.warning("ignoring command %r for job %r: %s", command, job_id, reason)
             return
-        try:
-            self._commands.put_nowait((job_id, command, payload))
-        except queue.Full:
-            logger.warning(
-                "ignoring command %r for job %r: too many commands waiting", command, job_id
-            )
+        if self._inbox is not None:
+            self._inbox.offer(job_id, command, payload)
 
     # -- worker threads --------------------------------------------------------------------
-
-    def _run_commands(self) -> None:
-        assert self._on_command is not None  # noqa: S101 - thread only started with a handler
-        while (item := self._commands.get()) is not None:
-            try:
-                self._on_command(*item)
-            except Exception:  # noqa: BLE001 - one bad command must not end command handling
-                logger.exception("handling command %r for job %r failed", item[1], item[0])
 
     def _run(self) -> None:
         while True:
