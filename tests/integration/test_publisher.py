@@ -79,8 +79,11 @@ def publishers():
         p.stop(timeout=2)
 
 
-def test_late_subscriber_gets_retained_terminal_states(mosquitto, config_for, publishers) -> None:
-    config = config_for(mosquitto)
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_late_subscriber_gets_retained_terminal_states(
+    mosquitto, config_for, publishers, protocol
+) -> None:
+    config = config_for(mosquitto, protocol=protocol)
     publisher = publishers(Publisher(config, mode="daemon", republish_delay=(0, 0.1)))
     publisher.start()
     assert publisher.wait_connected(5)
