@@ -143,11 +143,14 @@ def delete_command(
     An exact-path filter file does the same selection and keeps the age guard.
     """
     # No --verbose: a JSON line per deleted file costs rclone and its reader more than the
-    # deletion itself at 100,000 files; the final stats line counts the deletions instead.
+    # deletion itself at 100,000 files; the final stats line counts the deletions instead
+    # (rclone prints it only when --stats is given).
     return [
         rclone.binary,
         "delete",
         "--use-json-log",
+        "--stats",
+        _seconds(rclone),
         "--stats-log-level",
         "NOTICE",
         "--min-age",

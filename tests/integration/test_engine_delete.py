@@ -168,3 +168,24 @@ def test_a_source_file_that_cannot_be_deleted_is_counted_as_kept(
     assert outcome.kept_reasons == {v.DELETE_FAILED: 1}
     assert (outcome.deletion.files_deleted, outcome.deletion.files_kept) == (1, 1)
     assert outcome.deletion.bytes_deleted == 1
+
+
+def test_a_clean_delete_needs_no_second_look_at_the_source(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    # rclone's final stats count the deletions; only a shortfall costs another listing.
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, {f"d{i}/f{j}.txt": b"x" for i in range(3) for j in range(20)}, mtime=OLD)
+    calls = tmp_path / "calls.log"
+    wrapper = tmp_path / "rclone-logging"
+    wrapper.write_text(
+        f'#!/bin/sh\necho "$1" >> {shlex.quote(str(calls))}\n'
+        f'exec {shlex.quote(rclone_binary)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    binary = str(wrapper)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": binary})
+    assert outcome.status == "completed", outcome.error
+    assert outcome.deletion.files_deleted == 60
+    commands = calls.read_text().split()
+    assert commands[commands.index("delete") :] == ["delete"]
