@@ -90,7 +90,14 @@ class RunContext:
 
     def no_common_hash(self) -> bool:
         """True only when both sides answered and they share no hash type."""
+        if _is_local(self.job.source) and _is_local(self.job.destination):
+            return False  # the local backend has every hash type; asking costs two processes
         source, destination = self.hashes(self.job.source), self.hashes(self.job.destination)
         if source is None or destination is None:
             return False
         return not (source & destination)
+
+
+def _is_local(path: str) -> bool:
+    """A path rclone reads as local: absolute, relative to here, or naming no remote."""
+    return path.startswith(("/", "./", "../")) or ":" not in path
