@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.bench_verify import files_left
+from bench.harness import RCLONE, Env, comparison, copy_tree, interleave, make_tree, run_timed
 from mqtt_backup.config import RcloneConfig
 from mqtt_backup.engine.commands import delete_command
 from mqtt_backup.engine.verify import exact_path_rules
-
-from bench.harness import RCLONE, Env, comparison, copy_tree, interleave, make_tree, run_timed
-from bench.bench_verify import files_left
 
 GOAL = 1.10
 A = "engine delete step"
@@ -54,7 +53,14 @@ def run(env: Env) -> dict[str, Any]:
         source = next(sources[A])
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "bench.delete_step", str(source), str(listing), str(env.fresh("run"))],
+            [
+                sys.executable,
+                "-m",
+                "bench.delete_step",
+                str(source),
+                str(listing),
+                str(env.fresh("run")),
+            ],
             capture_output=True,
             check=False,
         )
@@ -94,5 +100,7 @@ def run(env: Env) -> dict[str, Any]:
         "the call (filter file, rclone delete, reading its Deleted lines); bare side: the whole "
         "rclone process"
     )
-    split["method"] = "the engine's delete argv (exact-path filter file, --min-age, -v JSON log) run bare, stderr discarded"
+    split["method"] = (
+        "the engine's delete argv (exact-path filter file, --min-age, -v JSON log) run bare, stderr discarded"
+    )
     return {"delete_step": main, "rclone_argv": split}

@@ -64,7 +64,10 @@ def run(env: Env) -> dict[str, Any]:
                 terminal.append((msg.at, payload["status"]))
 
     sub = Subscriber(
-        env.broker_host, env.broker_port, ["bench_latency/bench/jobs/tiny/state"], on_message=on_message
+        env.broker_host,
+        env.broker_port,
+        ["bench_latency/bench/jobs/tiny/state"],
+        on_message=on_message,
     ).start()
     latencies: list[float] = []
     try:

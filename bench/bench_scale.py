@@ -105,7 +105,9 @@ def run(env: Env) -> dict[str, Any]:
         fresh.start(wait=False)
         if not fresh.wait_until(lambda: fresh.count >= jobs, timeout=30):
             raise RuntimeError(f"a fresh subscriber got {fresh.count} of {jobs} retained states")
-        result["fresh_subscriber_seconds"] = max(m.at for m in fresh.messages) - fresh.connect_started
+        result["fresh_subscriber_seconds"] = (
+            max(m.at for m in fresh.messages) - fresh.connect_started
+        )
         result["fresh_subscriber_retained"] = sum(1 for m in fresh.messages if m.retain)
         fresh.stop()
 
@@ -137,5 +139,7 @@ def run(env: Env) -> dict[str, Any]:
         "rss_mb": result["rss_mb"] <= GOALS["rss_mb"],
         "cpu_percent": result["idle_cpu_percent"] <= GOALS["cpu_percent"],
     }
-    result["broker"] = "max_queued_messages 100000, set_tcp_nodelay true (default 1000 drops states)"
+    result["broker"] = (
+        "max_queued_messages 100000, set_tcp_nodelay true (default 1000 drops states)"
+    )
     return {"serve": result}

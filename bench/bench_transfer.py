@@ -5,22 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mqtt_backup.config import JobConfig, RcloneConfig
-from mqtt_backup.engine.commands import transfer_command
-
 from bench.harness import (
     MQTT_BACKUP,
     RCLONE,
     Env,
+    breakdown,
     comparison,
     interleave,
     make_big_files,
     make_tree,
     run_timed,
-    summary,
     step_wrapper,
-    breakdown,
+    summary,
 )
+from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.engine.commands import transfer_command
 
 GOALS = {"big": 1.03, "small": 1.05}
 
@@ -29,11 +28,21 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
     if quick:
         return {
             "big": {"desc": "8 files x 256 KiB", "count": 8, "size": 256 << 10},
-            "small": {"desc": "300 files x 4 KiB, nested", "files": 300, "size": 4096, "per_dir": 50},
+            "small": {
+                "desc": "300 files x 4 KiB, nested",
+                "files": 300,
+                "size": 4096,
+                "per_dir": 50,
+            },
         }
     return {
         "big": {"desc": "1 GiB as 8 files", "count": 8, "size": 128 << 20},
-        "small": {"desc": "20,000 files x 4 KiB, nested", "files": 20_000, "size": 4096, "per_dir": 200},
+        "small": {
+            "desc": "20,000 files x 4 KiB, nested",
+            "files": 20_000,
+            "size": 4096,
+            "per_dir": 200,
+        },
     }
 
 

@@ -7,24 +7,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mqtt_backup.config import JobConfig, RcloneConfig
-from mqtt_backup.engine.commands import transfer_command
-
 from bench.harness import (
     MQTT_BACKUP,
     RCLONE,
     Env,
+    breakdown,
     comparison,
     copy_tree,
     interleave,
     make_tree,
     run_timed,
     step_wrapper,
-    breakdown,
 )
+from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.engine.commands import transfer_command
 
 GOAL = 1.10
-A, B, C = "verify_then_delete run-job", "copy + check + delete by hand", "move --disable Move,DirMove"
+A, B, C = (
+    "verify_then_delete run-job",
+    "copy + check + delete by hand",
+    "move --disable Move,DirMove",
+)
 
 
 def files_left(root: Path) -> int:
@@ -33,7 +36,8 @@ def files_left(root: Path) -> int:
 
 def run(env: Env) -> dict[str, Any]:
     files, per_dir, desc = (
-        (300, 50, "300 files x 4 KiB, nested") if env.quick
+        (300, 50, "300 files x 4 KiB, nested")
+        if env.quick
         else (20_000, 200, "20,000 files x 4 KiB, nested")
     )
     template = make_tree(env.fresh("tpl-vtd") / "src", files, 4096, per_dir=per_dir)
@@ -96,7 +100,9 @@ def run(env: Env) -> dict[str, Any]:
         "destination": str(dest),
         "deletion": {"mode": "verify_then_delete", "verify": "checksum", "min_age": "0s"},
     }
-    env.config(config, {"v": job}, state_dir=state, base_topic="bench_verify", rclone_binary=str(wrapper))
+    env.config(
+        config, {"v": job}, state_dir=state, base_topic="bench_verify", rclone_binary=str(wrapper)
+    )
     env.prepare_run()
     steps = breakdown([MQTT_BACKUP, "-c", str(config), "run-job", "v"], log)
     main = comparison("vs by hand", A, times[A], B, times[B], GOAL)

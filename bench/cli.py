@@ -35,16 +35,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 pairs, warm cache")
     parser.add_argument(
-        "--only", action="append", choices=list(BENCHMARKS), metavar="NAME",
+        "--only",
+        action="append",
+        choices=list(BENCHMARKS),
+        metavar="NAME",
         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
     )
     parser.add_argument("--pairs", type=int, help="measured A/B pairs (default: 7, quick: 2)")
     parser.add_argument(
-        "--cache", choices=["cold", "warm"],
+        "--cache",
+        choices=["cold", "warm"],
         help="drop the page cache before each run (cold, default) or not (warm, default with --quick)",
     )
-    parser.add_argument("--output", type=Path, help="JSON file (default: bench/results/latest.json)")
-    parser.add_argument("--tmp", type=Path, help="parent of the temporary folder (default: $TMPDIR)")
+    parser.add_argument(
+        "--output", type=Path, help="JSON file (default: bench/results/latest.json)"
+    )
+    parser.add_argument(
+        "--tmp", type=Path, help="parent of the temporary folder (default: $TMPDIR)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     return parser.parse_args(argv)
 
@@ -94,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             cold=cache == "cold",
         )
         if env.cold and not can_drop_caches():
-            print("note: cannot write /proc/sys/vm/drop_caches (not root): runs are warm", file=sys.stderr)
+            print(
+                "note: cannot write /proc/sys/vm/drop_caches (not root): runs are warm",
+                file=sys.stderr,
+            )
         report["meta"] = meta(args, env)
         for name in names:
             print(f"== {name} ...", file=sys.stderr, flush=True)

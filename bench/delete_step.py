@@ -14,12 +14,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.harness import RCLONE
 from mqtt_backup.config import JobConfig, RcloneConfig
 from mqtt_backup.engine import deletion
 from mqtt_backup.engine.context import RunContext
 from mqtt_backup.logs import setup as setup_logging
-
-from bench.harness import RCLONE
 
 
 def main(argv: list[str]) -> int:
@@ -33,13 +32,23 @@ def main(argv: list[str]) -> int:
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(
-        "bench", job, RcloneConfig(binary=RCLONE), lambda _e: None, threading.Event(), run_dir, (1, 75, 0)
+        "bench",
+        job,
+        RcloneConfig(binary=RCLONE),
+        lambda _e: None,
+        threading.Event(),
+        run_dir,
+        (1, 75, 0),
     )
     cutoff = datetime.now(UTC)
     start = time.perf_counter()
     deleted, _left, stopped, error = deletion._delete(ctx, paths, cutoff)  # noqa: SLF001
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "deleted": len(deleted), "error": error, "stopped": bool(stopped)}))
+    print(
+        json.dumps(
+            {"seconds": seconds, "deleted": len(deleted), "error": error, "stopped": bool(stopped)}
+        )
+    )
     return 0 if error is None and len(deleted) == len(paths) else 1
 
 

@@ -82,7 +82,9 @@ def can_drop_caches() -> bool:
     return os.access(DROP_CACHES, os.W_OK)
 
 
-def run_timed(argv: Sequence[str], *, env: dict[str, str] | None = None, check: bool = True) -> float:
+def run_timed(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, check: bool = True
+) -> float:
     """Wall time of one whole command, from process start to exit (seconds)."""
     start = time.perf_counter()
     done = subprocess.run(
@@ -96,7 +98,9 @@ def run_timed(argv: Sequence[str], *, env: dict[str, str] | None = None, check: 
     elapsed = time.perf_counter() - start
     if check and done.returncode != 0:
         tail = done.stderr.decode(errors="replace")[-2000:]
-        raise RuntimeError(f"{argv[0]} {argv[1] if len(argv) > 1 else ''} exited {done.returncode}: {tail}")
+        raise RuntimeError(
+            f"{argv[0]} {argv[1] if len(argv) > 1 else ''} exited {done.returncode}: {tail}"
+        )
     return elapsed
 
 
@@ -258,7 +262,9 @@ def breakdown(argv: Sequence[str], log: Path) -> dict[str, Any]:
     steps = []
     for line in log.read_text().splitlines():
         begin, finish, command = line.split()
-        steps.append({"rclone": command, "at": float(begin) - start, "seconds": float(finish) - float(begin)})
+        steps.append(
+            {"rclone": command, "at": float(begin) - start, "seconds": float(finish) - float(begin)}
+        )
     steps.sort(key=lambda s: s["at"])
     total = end - start
     in_rclone = sum(s["seconds"] for s in steps)

@@ -78,14 +78,34 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
         g, met = s["goals"], s["met"]
         n = s["jobs"]
         out += [
-            [f"4  serve, {n} jobs: start -> all discovery+states", _s(s["publish_all_seconds"]), "",
-             f"<= {g['publish_all']:.0f} s", _verdict(met["publish_all"])],
-            [f"4  fresh subscriber gets {n} retained states", _s(s["fresh_subscriber_seconds"]), "",
-             f"<= {g['fresh_subscriber']:.0f} s", _verdict(met["fresh_subscriber"])],
-            ["4  idle RSS (peak)", f"{s['rss_mb']:.1f} MiB ({s['peak_rss_mb']:.1f} MiB), {s['threads']} threads",
-             "", f"<= {g['rss_mb']:.0f} MB", _verdict(met["rss_mb"])],
-            [f"4  idle CPU over {s['idle_window_seconds']:.0f} s", f"{s['idle_cpu_percent']:.2f} % of one core",
-             "", f"<= {g['cpu_percent']:.0f} %", _verdict(met["cpu_percent"])],
+            [
+                f"4  serve, {n} jobs: start -> all discovery+states",
+                _s(s["publish_all_seconds"]),
+                "",
+                f"<= {g['publish_all']:.0f} s",
+                _verdict(met["publish_all"]),
+            ],
+            [
+                f"4  fresh subscriber gets {n} retained states",
+                _s(s["fresh_subscriber_seconds"]),
+                "",
+                f"<= {g['fresh_subscriber']:.0f} s",
+                _verdict(met["fresh_subscriber"]),
+            ],
+            [
+                "4  idle RSS (peak)",
+                f"{s['rss_mb']:.1f} MiB ({s['peak_rss_mb']:.1f} MiB), {s['threads']} threads",
+                "",
+                f"<= {g['rss_mb']:.0f} MB",
+                _verdict(met["rss_mb"]),
+            ],
+            [
+                f"4  idle CPU over {s['idle_window_seconds']:.0f} s",
+                f"{s['idle_cpu_percent']:.2f} % of one core",
+                "",
+                f"<= {g['cpu_percent']:.0f} %",
+                _verdict(met["cpu_percent"]),
+            ],
         ]
     if "deletion" in res:
         d = res["deletion"]
@@ -131,7 +151,9 @@ def render(report: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = []
     for number, row in enumerate(table):
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        lines.append(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
         if number == 0:
             lines.append("  ".join("-" * w for w in widths))
     extra = details(report)

@@ -38,7 +38,9 @@ def test_quick_run_writes_every_result(tmp_path: Path) -> None:
     assert set(results) == {"transfer", "verify", "latency", "scale", "deletion"}
     assert results["transfer"]["small"]["ratio"]["n"] == 2
     assert results["latency"]["latency"]["runs"] == 5
-    assert results["scale"]["serve"]["fresh_subscriber_retained"] == results["scale"]["serve"]["jobs"]
+    assert (
+        results["scale"]["serve"]["fresh_subscriber_retained"] == results["scale"]["serve"]["jobs"]
+    )
     assert "ratio median" in done.stdout
     # the temporary folder is gone: only the output file is left
     assert [p.name for p in tmp_path.iterdir()] == ["quick.json"]
