@@ -42,7 +42,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY --from=rclone /usr/local/bin/rclone /usr/local/bin/rclone
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY mqtt_backup ./mqtt_backup
 # tzdata: the slim image has no /usr/share/zoneinfo, and `timezone:` or TZ need the zone files.
 RUN pip install --no-cache-dir . tzdata==2026.6 && rm -rf /src

