@@ -97,10 +97,10 @@ def run(env: Env) -> dict[str, Any]:
     main["data"] = split["data"] = desc
     main["method"] = (
         "engine side: deletion._delete() called directly in a fresh process and timed around "
-        "the call (filter file, rclone delete, reading its Deleted lines); bare side: the whole "
+        "the call (filter file, rclone delete, its final stats); bare side: the whole "
         "rclone process"
     )
     split["method"] = (
-        "the engine's delete argv (exact-path filter file, --min-age, -v JSON log) run bare, stderr discarded"
+        "the engine's delete argv (exact-path filter file, --min-age) run bare, stderr discarded"
     )
     return {"delete_step": main, "rclone_argv": split}
