@@ -70,22 +70,15 @@ def transfer_command(rclone: RcloneConfig, job: JobConfig, *, dry_run: bool = Fa
 
 def lsjson_command(rclone: RcloneConfig, job: JobConfig) -> list[str]:
     """Recursive listing of the source's files (size and modtime), as JSON on stdout."""
-    return [
-        rclone.binary,
-        "lsjson",
-        "--recursive",
-        "--files-only",
-        "--no-mimetype",
-        "--use-json-log",
-        *common_flags(rclone),
-        *filter_flags(job),
-        "--",
-        job.source,
-    ]
+    return _lsjson(rclone, job.source, filter_flags(job))
 
 
 def planned_listing_command(rclone: RcloneConfig, source: str, rules: Path) -> list[str]:
     """The source files that an exact-path filter file names, with size and modtime."""
+    return _lsjson(rclone, source, ["--filter-from", str(rules)])
+
+
+def _lsjson(rclone: RcloneConfig, source: str, selection: list[str]) -> list[str]:
     return [
         rclone.binary,
         "lsjson",
@@ -94,8 +87,7 @@ def planned_listing_command(rclone: RcloneConfig, source: str, rules: Path) -> l
         "--no-mimetype",
         "--use-json-log",
         *common_flags(rclone),
-        "--filter-from",
-        str(rules),
+        *selection,
         "--",
         source,
     ]
