@@ -90,6 +90,9 @@ def run(
 
     Raises RcloneNotFound when the binary cannot be started.
     """
+    if cancel.is_set():
+        # Nothing is started once a run was cancelled (above all no delete).
+        return ProcessResult(-int(signal.SIGINT), [], cancelled=True)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     stdout_file = stdout_path.open("wb") if stdout_path is not None else None
     try:
@@ -124,18 +127,20 @@ def run(
     reader.start()
     cancelled = timed_out = False
     while True:
-        # Popen.wait polls with a growing sleep that starts below a millisecond, so the exit
-        # is seen at once (every run waits for several rclone calls); cancel and the
-        # deadline are looked at between two waits.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(_POLL_SECONDS)
-            break
+        # Cancel and the deadline come first: a run cancelled before a quick rclone call
+        # must not count that call as done, whatever it finished in time to do.
         if cancel.is_set():
             cancelled = True
         elif deadline is not None and time.monotonic() >= deadline:
             timed_out = True
         else:
-            continue
+            # Popen.wait polls with a growing sleep that starts below a millisecond, so the
+            # exit is seen at once (every run waits for several rclone calls).
+            try:
+                proc.wait(_POLL_SECONDS)
+            except subprocess.TimeoutExpired:
+                continue
+            break
         _stop(proc, grace)
         break
     reader.join()

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mqtt_backup.engine import process
 from mqtt_backup.engine.events import Event, PhaseStarted
 from mqtt_backup.engine.process import parse_version, rclone_version
 from mqtt_backup.errors import RcloneError, RcloneNotFound
@@ -112,3 +113,26 @@ def test_cancel_while_verifying_deletes_nothing(make_config: Any, tmp_path: Path
     assert outcome.status == "cancelled"
     assert PhaseStarted("deleting") not in events
     assert tree(src) == files
+
+
+def test_nothing_starts_after_a_cancel(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    cancel = threading.Event()
+    cancel.set()
+    result = process.run(
+        ["/bin/sh", "-c", f"touch '{marker}'"], on_line=lambda _line: None, cancel=cancel
+    )
+    assert result.cancelled
+    assert not marker.exists()
+
+
+def test_a_quick_call_during_a_cancel_counts_as_cancelled(tmp_path: Path) -> None:
+    cancel = threading.Event()
+
+    def cancel_on_output(_line: str) -> None:
+        cancel.set()  # the command is still running, about to exit successfully
+
+    result = process.run(
+        ["/bin/sh", "-c", "echo started >&2; sleep 0.2"], on_line=cancel_on_output, cancel=cancel
+    )
+    assert result.cancelled
