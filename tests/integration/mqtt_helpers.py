@@ -1,4 +1,4 @@
-"""Test helpers: a collecting subscriber that waits on a predicate, and a known-topics stand-in."""
+"""Test helpers: a collecting subscriber that waits on a predicate, and per-test topics."""
 
 from __future__ import annotations
 
@@ -116,22 +116,6 @@ def retained_snapshot(host: str, port: int, pattern: str, settle: float = 0.3) -
         return {m.topic: m.payload for m in collector.messages if m.retain and m.topic != probe}
     finally:
         collector.close()
-
-
-class FakeKnownTopics:
-    """In-memory stand-in for the SQLite history's record of published topics."""
-
-    def __init__(self) -> None:
-        self.topics: dict[str, set[str]] = {}
-
-    def published_topics(self) -> dict[str, set[str]]:
-        return {job: set(t) for job, t in self.topics.items()}
-
-    def record_published(self, job_id: str, topics: set[str]) -> None:
-        self.topics.setdefault(job_id, set()).update(topics)
-
-    def forget_published(self, job_id: str) -> None:
-        self.topics.pop(job_id, None)
 
 
 def unique_base() -> str:

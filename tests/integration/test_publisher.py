@@ -16,13 +16,12 @@ import pytest
 
 from mqtt_backup.config import AppConfig
 from mqtt_backup.engine.events import DeletionCounts, RunOutcome
-from mqtt_backup.publisher import Publisher, read_retained_states
+from mqtt_backup.publisher import MemoryKnownTopics, Publisher, read_retained_states
 from mqtt_backup.state import JobState, finished, initial, started
 from mqtt_backup.topics import Topics
 from tests.integration.conftest import Broker, free_port
 from tests.integration.mqtt_helpers import (
     Collector,
-    FakeKnownTopics,
     retained_snapshot,
     unique_base,
     unique_topics,
@@ -212,7 +211,7 @@ def test_progress_is_throttled_but_status_changes_are_not(
 def test_removed_job_is_cleared_also_across_restarts(mosquitto, config_for, publishers) -> None:
     config = config_for(mosquitto)
     topics = Topics(config.mqtt, config.instance)
-    known = FakeKnownTopics()
+    known = MemoryKnownTopics()
     first = Publisher(config, mode="daemon", known_topics=known)
     first.start()
     assert first.wait_connected(5)
@@ -220,7 +219,7 @@ def test_removed_job_is_cleared_also_across_restarts(mosquitto, config_for, publ
     first.publish_state(failed_state())
     first.stop()
     before = retained_snapshot(mosquitto.host, mosquitto.port, "#")
-    docs_topics = known.topics["docs"]
+    docs_topics = known.published_topics()["docs"]
     assert topics.state("docs") in docs_topics and all(t in before for t in docs_topics)
 
     # A restart with "docs" gone from the config: its retained topics are cleared.
@@ -237,9 +236,9 @@ def test_removed_job_is_cleared_also_across_restarts(mosquitto, config_for, publ
     while any(t in cleared() for t in docs_topics):
         assert time.monotonic() < deadline, "docs topics were not cleared"
     after = cleared()
-    assert "docs" not in known.topics
+    assert "docs" not in known.published_topics()
     assert topics.state("photos") in after
-    assert all(t in after for t in known.topics["photos"])
+    assert all(t in after for t in known.published_topics()["photos"])
 
     # And within one process: set_jobs() without "photos" clears it at once.
     second.set_jobs({})
