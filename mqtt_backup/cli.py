@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from mqtt_backup import __version__
@@ -134,10 +134,10 @@ def run_job(config: AppConfig, job_id: str, *, dry_run: bool = False) -> int:
     return EXIT_OK if final.status == "completed" else EXIT_FAILED
 
 
-def _cancel_on_signals(cancel: object) -> None:
+def _cancel_on_signals(cancel: Callable[[], object]) -> None:
     def handler(signum: int, _frame: FrameType | None) -> None:
         logger.warning("received %s: cancelling the run", signal.Signals(signum).name)
-        threading.Thread(target=cancel, name="cancel", daemon=True).start()  # type: ignore[arg-type]
+        threading.Thread(target=cancel, name="cancel", daemon=True).start()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
