@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ MIN_VERSION = (1, 60, 0)
 TAIL_LINES = 25
 # Each step of the stop sequence (SIGINT, SIGTERM) gets this long before the next.
 GRACE_SECONDS = 3.0
+# How often a waiting run looks at its cancel event and deadline.
 _POLL_SECONDS = 0.05
 
 
@@ -74,6 +76,38 @@ def _stop(proc: subprocess.Popen[str], grace: float) -> None:
             continue
     _signal_group(proc, signal.SIGKILL)
     proc.wait()
+
+
+class _ExitWatch:
+    """``exited(timeout)``: wait up to ``timeout`` for the process to end, seeing the end at once.
+
+    A pidfd becomes readable the moment the process exits. Without one (not Linux, or an
+    old kernel), Popen.wait polls with a sleep that grows to 50 ms, which every rclone call
+    of a run would pay on average at its exit.
+    """
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self._proc = proc
+        self._fd: int | None = None
+
+    def __enter__(self) -> Callable[[float], bool]:
+        with contextlib.suppress(AttributeError, OSError):
+            self._fd = os.pidfd_open(self._proc.pid)
+        return self._exited
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+    def _exited(self, timeout: float) -> bool:
+        if self._fd is not None:
+            select.select([self._fd], [], [], timeout)
+            return self._proc.poll() is not None
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
 
 def run(
@@ -126,23 +160,20 @@ def run(
     reader = threading.Thread(target=read, name=f"{name}-stderr", daemon=True)
     reader.start()
     cancelled = timed_out = False
-    while True:
-        # Cancel and the deadline come first: a run cancelled before a quick rclone call
-        # must not count that call as done, whatever it finished in time to do.
-        if cancel.is_set():
-            cancelled = True
-        elif deadline is not None and time.monotonic() >= deadline:
-            timed_out = True
-        else:
-            # Popen.wait polls with a growing sleep that starts below a millisecond, so the
-            # exit is seen at once (every run waits for several rclone calls).
-            try:
-                proc.wait(_POLL_SECONDS)
-            except subprocess.TimeoutExpired:
+    with _ExitWatch(proc) as exited:
+        while True:
+            # Cancel and the deadline come first: a run cancelled before a quick rclone call
+            # must not count that call as done, whatever it finished in time to do.
+            if cancel.is_set():
+                cancelled = True
+            elif deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+            elif exited(_POLL_SECONDS):
+                break
+            else:
                 continue
+            _stop(proc, grace)
             break
-        _stop(proc, grace)
-        break
     reader.join()
     if proc.stderr is not None:
         proc.stderr.close()

@@ -136,3 +136,26 @@ def test_a_quick_call_during_a_cancel_counts_as_cancelled(tmp_path: Path) -> Non
         ["/bin/sh", "-c", "echo started >&2; sleep 0.2"], on_line=cancel_on_output, cancel=cancel
     )
     assert result.cancelled
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_exit_code_and_cancel_with_and_without_pidfd(
+    pidfd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not pidfd:
+
+        def unavailable(_pid: int) -> int:
+            raise OSError("pidfd_open is not available")
+
+        monkeypatch.setattr(os, "pidfd_open", unavailable, raising=False)
+    never = threading.Event()
+    done = process.run(["/bin/sh", "-c", "exit 3"], on_line=lambda _line: None, cancel=never)
+    assert (done.returncode, done.cancelled) == (3, False)
+
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    stopped = process.run(
+        ["/bin/sh", "-c", "sleep 30"], on_line=lambda _line: None, cancel=cancel, grace=1.0
+    )
+    assert stopped.cancelled
+    assert stopped.returncode != 0
