@@ -5,20 +5,25 @@ from __future__ import annotations
 import functools
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, ConfigDict
 
 from mqtt_backup.durations import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger
+    from apscheduler.triggers.cron import CronTrigger
 
 _EVERY = re.compile(r"^every\s+(\S+)$", re.IGNORECASE)
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 def _cron_trigger(text: str, timezone: tzinfo | None) -> CronTrigger:
+    # Imported here: APScheduler pulls in asyncio and importlib.metadata (~40 ms), which a
+    # run-job of a config without cron schedules never needs.
+    from apscheduler.triggers.cron import CronTrigger
+
     minute, hour, day, month, weekday = text.split(" ")
     return CronTrigger(
         minute=minute,
@@ -79,6 +84,8 @@ class Schedule(BaseModel):
     def trigger(self, timezone: tzinfo | None = None) -> BaseTrigger:
         """The APScheduler trigger that fires on this schedule."""
         if self.kind == "interval":
+            from apscheduler.triggers.interval import IntervalTrigger
+
             return IntervalTrigger(seconds=self.interval_seconds, timezone=timezone or UTC)
         return _cron_trigger(self.text, timezone)
 
