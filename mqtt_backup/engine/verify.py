@@ -30,8 +30,6 @@ NOT_LISTABLE = "name_not_listable"
 SKIPPED_AT_DELETE = "changed_before_delete"
 DELETE_FAILED = "delete_failed"
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
 
 @dataclass(frozen=True, slots=True)
 class DeletionPlan:
@@ -44,9 +42,9 @@ class DeletionPlan:
 
 def parse_rclone_time(text: str) -> datetime | None:
     """rclone's ISO times (``Z`` or an offset, up to nanoseconds) as aware datetimes."""
-    text = _FRACTION.sub(r"\1", text.strip()).replace("Z", "+00:00")
+    # Since Python 3.11 fromisoformat reads "Z" and drops digits past microseconds itself.
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
