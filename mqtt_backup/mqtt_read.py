@@ -8,8 +8,10 @@ Together with ``publisher.py`` the only code that imports paho: building the cli
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import threading
 import uuid
 from typing import Protocol
@@ -80,7 +82,15 @@ def build_client(mqtt_config: MqttConfig, client_id: str) -> mqtt.Client:
         if tls.insecure:
             client.tls_insecure_set(True)
     client.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
+    client.on_socket_open = _no_delay
     return client
+
+
+def _no_delay(_client: mqtt.Client, _userdata: object, sock: socket.socket) -> None:
+    # A state is one small packet: Nagle would hold it back until the previous one is
+    # acknowledged, and a delayed ACK makes that up to 40 ms.
+    with contextlib.suppress(AttributeError, OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def refusal_error(mqtt_config: MqttConfig, reason: object) -> MqttError | None:
