@@ -9,9 +9,8 @@ and modtime are the same in the listings taken before and after the check.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -149,14 +148,14 @@ def _age_or_name(path: str, before: Listing, not_modified_after: datetime) -> st
     return None
 
 
-_GLOB_SPECIAL = re.compile(r"([\\*?\[\]{},])")
+_GLOB_ESCAPES = str.maketrans({c: "\\" + c for c in "\\*?[]{},"})
 # bufio.Scanner in rclone refuses lines over 64 KiB; stay well below.
 _MAX_RULE = 16_000
 
 
 def glob_escape(text: str) -> str:
     """``text`` as a literal rclone glob: every wildcard and brace character escaped."""
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
+    return text.translate(_GLOB_ESCAPES)
 
 
 def exact_path_rules(paths: Iterable[str]) -> str:
@@ -174,14 +173,22 @@ def exact_path_rules(paths: Iterable[str]) -> str:
     lines: list[str] = []
     for folder in sorted(by_dir):
         prefix = "+ /" + (glob_escape(folder) + "/" if folder else "") + "{"
-        chunk: list[str] = []
-        size = 0
-        for name in sorted(by_dir[folder]):
-            if chunk and size + len(name) > _MAX_RULE:
-                lines.append(prefix + ",".join(chunk) + "}")
-                chunk, size = [], 0
-            chunk.append(name)
-            size += len(name) + 1
-        lines.append(prefix + ",".join(chunk) + "}")
+        lines.extend(prefix + ",".join(chunk) + "}" for chunk in _chunks(sorted(by_dir[folder])))
     lines.append("- **")
     return "\n".join(lines) + "\n"
+
+
+def _chunks(names: list[str]) -> Iterator[list[str]]:
+    """``names`` in runs whose joined length stays under _MAX_RULE (usually one run)."""
+    if sum(map(len, names)) + len(names) <= _MAX_RULE:
+        yield names
+        return
+    chunk: list[str] = []
+    size = 0
+    for name in names:
+        if chunk and size + len(name) > _MAX_RULE:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(name)
+        size += len(name) + 1
+    yield chunk
