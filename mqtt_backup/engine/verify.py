@@ -149,8 +149,8 @@ def _age_or_name(path: str, before: Listing, not_modified_after: datetime) -> st
 
 
 _GLOB_ESCAPES = str.maketrans({c: "\\" + c for c in "\\*?[]{},"})
-# bufio.Scanner in rclone refuses lines over 64 KiB; stay well below.
-_MAX_RULE = 16_000
+# rclone reads a filter file with Go's bufio.Scanner, which refuses lines over 64 KiB.
+_MAX_RULE_BYTES = 60_000
 
 
 def glob_escape(text: str) -> str:
@@ -161,34 +161,55 @@ def glob_escape(text: str) -> str:
 def exact_path_rules(paths: Iterable[str]) -> str:
     """An rclone filter file that includes exactly ``paths`` and excludes everything else.
 
-    Names are grouped per folder into ``+ /dir/{a,b,…}`` so rclone matches each file
-    against a handful of rules, not one rule per file. Each line starts with ``+``, so
-    names starting with ``#`` or ``;`` are not comments, and ends with ``}``, so
-    rclone's trimming of the line cannot eat a name's trailing spaces.
+    rclone tries every rule in turn on every file, so the fewer rules the faster: the
+    paths go into as few lines as rclone's line limit allows, as alternatives of one
+    glob each, ``+ /{top,dir/{a,b},other/{c}}`` (100,000 files: 30 rules; one rule per
+    folder made 200, which cost rclone 2 s more). Each line starts with ``+``, so names
+    starting with ``#`` or ``;`` are not comments, and ends with ``}``, so rclone's
+    trimming of the line cannot eat a name's trailing spaces. An unescaped ``{`` always
+    follows ``/``, never another ``{``: ``{{`` would open an rclone regexp.
     """
+    paths = list(paths)
+    # One translate over all paths at once is five times faster than one per path.
+    joined = "\n".join(paths)
+    escaped = glob_escape(joined).split("\n") if paths else []
+    if "\r" in joined or len(escaped) != len(paths):
+        raise ValueError("a path with a line break cannot go into a filter file")
     by_dir: dict[str, list[str]] = {}
-    for path in paths:
+    for path in escaped:
         folder, _, name = path.rpartition("/")
-        by_dir.setdefault(folder, []).append(glob_escape(name))
-    lines: list[str] = []
+        by_dir.setdefault(folder, []).append(name)
+    parts: list[str] = []
     for folder in sorted(by_dir):
-        prefix = "+ /" + (glob_escape(folder) + "/" if folder else "") + "{"
-        lines.extend(prefix + ",".join(chunk) + "}" for chunk in _chunks(sorted(by_dir[folder])))
+        names = sorted(by_dir[folder])
+        if not folder:
+            parts.extend(names)
+            continue
+        prefix = folder + "/{"
+        room = _MAX_RULE_BYTES - _size(prefix) - 8
+        parts.extend(prefix + ",".join(chunk) + "}" for chunk in _chunks(names, room))
+    lines = ["+ /{" + ",".join(chunk) + "}" for chunk in _chunks(parts, _MAX_RULE_BYTES - 8)]
     lines.append("- **")
     return "\n".join(lines) + "\n"
 
 
-def _chunks(names: list[str]) -> Iterator[list[str]]:
-    """``names`` in runs whose joined length stays under _MAX_RULE (usually one run)."""
-    if sum(map(len, names)) + len(names) <= _MAX_RULE:
-        yield names
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _chunks(items: list[str], limit: int) -> Iterator[list[str]]:
+    """``items`` in runs whose comma-joined UTF-8 size stays within ``limit`` bytes."""
+    if _size(",".join(items)) <= limit:
+        if items:
+            yield items
         return
     chunk: list[str] = []
     size = 0
-    for name in names:
-        if chunk and size + len(name) > _MAX_RULE:
+    for item in items:
+        length = _size(item) + 1
+        if chunk and size + length > limit:
             yield chunk
             chunk, size = [], 0
-        chunk.append(name)
-        size += len(name) + 1
+        chunk.append(item)
+        size += length
     yield chunk

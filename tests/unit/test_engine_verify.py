@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from mqtt_backup.engine import verify as v
 
 OLD = "2026-01-01T00:00:00.123456789Z"
@@ -111,15 +113,34 @@ def test_report_keeps_spaces() -> None:
 def test_exact_path_rules_escape_and_group() -> None:
     rules = v.exact_path_rules(["d/{a},b", "d/*", "top", "x y/ z "])
     assert rules.splitlines() == [
-        "+ /{top}",
-        "+ /d/{\\*,\\{a\\}\\,b}",
-        "+ /x y/{ z }",
+        "+ /{top,d/{\\*,\\{a\\}\\,b},x y/{ z }}",
         "- **",
     ]
 
 
-def test_exact_path_rules_split_long_folders() -> None:
-    names = [f"d/{'n' * 100}{i}" for i in range(1000)]
+def test_exact_path_rules_pack_many_folders_into_few_rules() -> None:
+    # rclone tries each rule on each file: 1,000 folders must not make 1,000 rules.
+    paths = [f"f{i:04d}/{name}" for i in range(1000) for name in ("a.jpg", "b.jpg")]
+    lines = v.exact_path_rules(paths).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("+ /{f0000/{a.jpg,b.jpg},f0001/{a.jpg,b.jpg},")
+
+
+def test_exact_path_rules_stay_under_rclones_line_limit_in_bytes() -> None:
+    # Go's bufio.Scanner refuses lines over 64 KiB, and "é" takes two bytes of a line.
+    names = [f"d/{'é' * 100}{i}" for i in range(1000)]
+    names += [f"e/\udcff{'x' * 50}{i}" for i in range(2000)]  # a stray byte, as Python reads it
     lines = v.exact_path_rules(names).splitlines()
     assert len(lines) > 3
-    assert all(len(line) < 20_000 for line in lines)
+    assert all(len(line.encode("utf-8", "surrogateescape")) <= 60_000 for line in lines)
+    assert all(line.startswith("+ /{") and line.endswith("}") for line in lines[:-1])
+
+
+def test_exact_path_rules_refuse_line_breaks() -> None:
+    for bad in ("a\nb", "a\rb"):
+        with pytest.raises(ValueError, match="line break"):
+            v.exact_path_rules(["ok", bad])
+
+
+def test_exact_path_rules_of_nothing_select_nothing() -> None:
+    assert v.exact_path_rules([]) == "- **\n"
