@@ -1,3 +1,3 @@
-from mqtt_backup.cli import main
+from mqtt_backup.cli import entry
 
-raise SystemExit(main())
+entry()

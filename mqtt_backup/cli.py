@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import NoReturn
 
 from mqtt_backup import __version__
 from mqtt_backup.config import AppConfig
@@ -86,6 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MqttBackupError as exc:
         print(f"mqtt-backup: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def entry() -> NoReturn:
+    """The ``mqtt-backup`` command: main(), then exit without the interpreter's teardown."""
+    code = main()
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)  # let the interpreter wait for them, as it always does
+    # By now every file, database and connection is closed. Tearing down ~350 modules
+    # would add ~30 ms to each run-job, which a cron line calling rclone does not pay.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _unknown_job(config: AppConfig, job_id: str) -> int:
