@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_verify import files_left
-from bench.harness import RCLONE, Env, comparison, copy_tree, interleave, make_tree, run_timed
+from bench.harness import (
+    RCLONE,
+    Env,
+    comparison,
+    copy_tree,
+    interleave,
+    make_tree,
+    rclone,
+    run_timed,
+)
 from mqtt_backup.config import RcloneConfig
 from mqtt_backup.engine.commands import delete_command
 from mqtt_backup.engine.verify import exact_path_rules
@@ -33,6 +42,17 @@ def _listing(root: Path) -> list[str]:
     return sorted(paths)
 
 
+def _listed(source: Path) -> Path:
+    """Untimed: list ``source`` as the check's second listing does right before the delete.
+
+    In a verify-then-delete run the delete step never starts cold: the source was listed
+    a moment before (and, by hand, ``rclone check`` just read it). Each side starts from
+    that state, after the cache was dropped.
+    """
+    rclone("lsjson", "--recursive", "--files-only", "--no-mimetype", str(source))
+    return source
+
+
 def run(env: Env) -> dict[str, Any]:
     files, per_dir = (2000, 100) if env.quick else (100_000, 500)
     template = make_tree(env.fresh("tpl-del") / "src", files, 16, per_dir=per_dir, depth=2)
@@ -50,7 +70,7 @@ def run(env: Env) -> dict[str, Any]:
     wall: list[float] = []
 
     def engine_step() -> float:
-        source = next(sources[A])
+        source = _listed(next(sources[A]))
         start = time.perf_counter()
         done = subprocess.run(
             [
@@ -71,13 +91,13 @@ def run(env: Env) -> dict[str, Any]:
         return float(json.loads(done.stdout)["seconds"])
 
     def bare() -> float:
-        source = next(sources[B])
+        source = _listed(next(sources[B]))
         seconds = run_timed([RCLONE, "delete", "--files-from-raw", str(listing), "--", str(source)])
         left[B].append(files_left(source))
         return seconds
 
     def engine_argv() -> float:
-        source = next(sources[C])
+        source = _listed(next(sources[C]))
         argv = delete_command(
             RcloneConfig(binary=RCLONE), str(source), rules, not_modified_after=datetime.now(UTC)
         )
@@ -96,9 +116,10 @@ def run(env: Env) -> dict[str, Any]:
     split = comparison("rclone part", C, times[C], B, times[B], None)
     main["data"] = split["data"] = desc
     main["method"] = (
-        "engine side: deletion._delete() called directly in a fresh process and timed around "
-        "the call (filter file, rclone delete, its final stats); bare side: the whole "
-        "rclone process"
+        "each side starts as in a verify-then-delete run: cache dropped, then the source "
+        "listed (untimed); engine side: deletion._delete() called directly in a fresh "
+        "process and timed around the call (filter file, rclone delete, its final stats); "
+        "bare side: the whole rclone process"
     )
     split["method"] = (
         "the engine's delete argv (exact-path filter file, --min-age) run bare, stderr discarded"
