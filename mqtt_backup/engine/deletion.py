@@ -52,23 +52,76 @@ def _list_source(ctx: RunContext, label: str) -> tuple[Listing | None, ProcessRe
     return parse_lsjson(_read(out)), result
 
 
+class EarlyListing:
+    """The source's first listing, taken in the background while the transfer runs.
+
+    All the plan asks of the first listing is that it ends before the check starts. The
+    transfer (always ``copy`` with verify_then_delete) only reads the source, so the
+    listing can run beside it and the verification starts with the check. A file that
+    changes after the listing started is newer than the cutoff and kept. A listing that
+    fails is taken again, in the open, after the transfer.
+    """
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.started_at = datetime.now(UTC)
+        self._ctx = ctx
+        self._stop = threading.Event()
+        self._listing: Listing | None = None
+        self._thread = threading.Thread(
+            target=self._list, name=f"rclone-{ctx.job_id}-early-list", daemon=True
+        )
+        self._thread.start()
+
+    def _list(self) -> None:
+        ctx = self._ctx
+        out = ctx.run_dir / "listing-early.json"
+        result = process.run(
+            commands.lsjson_command(ctx.rclone, ctx.job),
+            on_line=lambda _line: None,  # a failed listing is retried in the open, with its errors
+            cancel=self._stop,
+            deadline=ctx.deadline,
+            stdout_path=out,
+            name=f"rclone-{ctx.job_id}-early-list",
+        )
+        if result.returncode == 0 and not (result.cancelled or result.timed_out):
+            self._listing = parse_lsjson(_read(out))
+
+    def wait(self) -> Listing | None:
+        """The listing once it is done; None when it failed or the run was cancelled."""
+        while self._thread.is_alive():
+            if self._ctx.cancel.is_set():
+                self._stop.set()
+            self._thread.join(0.05)
+        return self._listing
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _list_failure(ctx: RunContext, result: ProcessResult) -> str:
     if result.returncode == 3:
         return "source directory not found"
     return "could not list the source: " + ctx.explain(ctx.last_error or "rclone failed")
 
 
-def verify_and_delete(ctx: RunContext, *, dry_run: bool) -> DeletionResult:
+def verify_and_delete(
+    ctx: RunContext, *, dry_run: bool, early: EarlyListing | None = None
+) -> DeletionResult:
     """Prove each source file is at the destination, then delete the proven ones in one call."""
     ctx.on_event(PhaseStarted("verifying"))
     verify = ctx.job.deletion.verify
     unverifiable = verify == "checksum" and ctx.no_common_hash()
-    first_listed_at = datetime.now(UTC)
-    before, result = _list_source(ctx, "before")
-    if before is None:
-        if result.cancelled or result.timed_out:
-            return DeletionResult(stopped=result)
-        return DeletionResult(error=_list_failure(ctx, result))
+    before = early.wait() if early is not None else None
+    if before is not None and early is not None:
+        first_listed_at = early.started_at
+    else:
+        first_listed_at = datetime.now(UTC)
+        before, result = _list_source(ctx, "before")
+        if before is None:
+            if result.cancelled or result.timed_out:
+                return DeletionResult(stopped=result)
+            return DeletionResult(error=_list_failure(ctx, result))
 
     reports = commands.CheckReports(
         *(ctx.run_dir / f"{n}.txt" for n in ("match", "differ", "mod", "err"))

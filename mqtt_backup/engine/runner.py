@@ -18,7 +18,7 @@ from mqtt_backup.config import JobConfig, RcloneConfig
 from mqtt_backup.durations import format_duration
 from mqtt_backup.engine import commands
 from mqtt_backup.engine.context import RunContext
-from mqtt_backup.engine.deletion import DeletionResult, verify_and_delete
+from mqtt_backup.engine.deletion import DeletionResult, EarlyListing, verify_and_delete
 from mqtt_backup.engine.events import Event, PhaseStarted, Progress, RunOutcome
 from mqtt_backup.engine.exit_codes import describe_exit
 from mqtt_backup.engine.process import ProcessResult, rclone_version
@@ -96,6 +96,16 @@ def _transfer(ctx: RunContext, dry_run: bool) -> tuple[ProcessResult, Progress |
 
 
 def _execute(ctx: RunContext, dry_run: bool) -> RunOutcome:
+    # The verification's first listing of the source runs beside the transfer.
+    early = EarlyListing(ctx) if ctx.job.deletion.mode == "verify_then_delete" else None
+    try:
+        return _steps(ctx, dry_run, early)
+    finally:
+        if early is not None:
+            early.stop()
+
+
+def _steps(ctx: RunContext, dry_run: bool, early: EarlyListing | None) -> RunOutcome:
     result, progress, rclone_error = _transfer(ctx, dry_run)
     if result.cancelled:
         return RunOutcome("cancelled", error="cancelled", progress=progress)
@@ -123,7 +133,7 @@ def _execute(ctx: RunContext, dry_run: bool) -> RunOutcome:
         return RunOutcome("completed", exit_code=0, progress=progress)
 
     # A partly failed transfer still verifies: the files that did arrive may go.
-    deletion = verify_and_delete(ctx, dry_run=dry_run)
+    deletion = verify_and_delete(ctx, dry_run=dry_run, early=early)
     return _combine(ctx, deletion, progress, error, code, retryable)
 
 

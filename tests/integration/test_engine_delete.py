@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mqtt_backup.engine import verify as v
+from mqtt_backup.engine.events import Event, PhaseStarted
 from tests.integration.rclone_servers import folders, tree, wrap_rclone, write_tree
 from tests.integration.test_engine_transfer import run_job
 
@@ -189,3 +192,94 @@ def test_a_clean_delete_needs_no_second_look_at_the_source(
     assert outcome.deletion.files_deleted == 60
     commands = calls.read_text().split()
     assert commands[commands.index("delete") :] == ["delete"]
+
+
+def logging_rclone(tmp_path: Path, real: str, first_lsjson: str) -> tuple[str, Path]:
+    """An rclone that logs each call's start and end, and runs ``first_lsjson`` (shell)
+    in place of the first listing."""
+    log, mark = tmp_path / "calls.log", tmp_path / "first-listing-done"
+    wrapper = tmp_path / "rclone-logged"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'echo "start $1 $(date +%s.%N)" >> "{log}"\n'
+        f'if [ "$1" = lsjson ] && [ ! -e "{mark}" ]; then\n'
+        f'  touch "{mark}"\n  {first_lsjson}\n'
+        "else\n"
+        f'  "{real}" "$@"; rc=$?\n'
+        "fi\n"
+        f'echo "end $1 $(date +%s.%N)" >> "{log}"\n'
+        "exit $rc\n",
+        encoding="utf-8",
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper), log
+
+
+def calls(log: Path) -> list[tuple[str, str, float]]:
+    return [(w, c, float(t)) for w, c, t in (line.split() for line in log.read_text().splitlines())]
+
+
+def test_first_listing_runs_beside_the_transfer_and_ends_before_the_check(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, many_files(50), mtime=OLD)
+    # A slow first listing: the check must still wait for it.
+    slow = f'sleep 1; "{rclone_binary}" "$@"; rc=$?'
+    binary, log = logging_rclone(tmp_path, rclone_binary, slow)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": binary})
+    assert outcome.status == "completed", outcome.error
+    assert tree(src) == {}
+    assert outcome.deletion.files_deleted == 50
+    seen = calls(log)
+    commands = [c for w, c, _ in seen if w == "start"]
+    assert commands.count("lsjson") == 2  # no listing taken again after the transfer
+    at = {(w, c): t for w, c, t in reversed(seen)}  # the first of each
+    assert at["start", "lsjson"] < at["end", "copy"]  # beside the transfer
+    assert at["end", "lsjson"] <= at["start", "check"]  # but done before the check
+
+
+def test_a_failed_first_listing_is_taken_again_after_the_transfer(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = many_files(30)
+    write_tree(src, files, mtime=OLD)
+    binary, log = logging_rclone(tmp_path, rclone_binary, "rc=1")
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": binary})
+    assert outcome.status == "completed", outcome.error
+    assert tree(dst) == files
+    assert tree(src) == {}
+    seen = calls(log)
+    listings = [t for w, c, t in seen if (w, c) == ("start", "lsjson")]
+    assert len(listings) == 3
+    copy_end = next(t for w, c, t in seen if (w, c) == ("end", "copy"))
+    assert listings[1] >= copy_end  # taken again, after the transfer
+
+
+def test_cancel_while_the_first_listing_runs_deletes_nothing(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = many_files(20)
+    write_tree(src, files, mtime=OLD)
+    binary, _ = logging_rclone(tmp_path, rclone_binary, f'sleep 30; "{rclone_binary}" "$@"')
+    cancel = threading.Event()
+
+    def cancel_on_verify(event: Event) -> None:
+        if event == PhaseStarted("verifying"):
+            cancel.set()
+
+    started = time.monotonic()
+    outcome, events = run_job(
+        make_config,
+        tmp_path,
+        vtd(src, dst),
+        rclone={"binary": binary},
+        cancel=cancel,
+        on_event=cancel_on_verify,
+    )
+    assert outcome.status == "cancelled"
+    assert time.monotonic() - started < 20  # not waiting for the listing to end
+    assert PhaseStarted("deleting") not in events
+    assert tree(src) == files
