@@ -266,15 +266,33 @@ def breakdown(argv: Sequence[str], log: Path) -> dict[str, Any]:
             {"rclone": command, "at": float(begin) - start, "seconds": float(finish) - float(begin)}
         )
     steps.sort(key=lambda s: s["at"])
-    total = end - start
-    in_rclone = sum(s["seconds"] for s in steps)
+    return summarize_steps(steps, end - start)
+
+
+def summarize_steps(steps: list[dict[str, Any]], total: float) -> dict[str, Any]:
+    """Split a run's wall time into start-up, rclone running, gaps and wind-down.
+
+    Calls may overlap (the first listing of a verify-then-delete runs beside the copy):
+    "in rclone" is the time at least one rclone ran, and a call that starts before the
+    previous ones ended is marked ``beside``.
+    """
+    in_rclone = 0.0
+    reach = None  # end of the calls so far
+    for step in steps:
+        begin, finish = step["at"], step["at"] + step["seconds"]
+        step["beside"] = reach is not None and begin < reach
+        if reach is None or begin >= reach:
+            in_rclone += step["seconds"]
+        elif finish > reach:
+            in_rclone += finish - reach
+        reach = finish if reach is None else max(reach, finish)
     first = steps[0]["at"] if steps else total
-    last_end = steps[-1]["at"] + steps[-1]["seconds"] if steps else total
+    last_end = reach if reach is not None else total
     return {
         "total": total,
         "steps": steps,
         "before_first_rclone": first,
         "after_last_rclone": total - last_end,
-        "between_rclone_calls": total - in_rclone - first - (total - last_end),
+        "between_rclone_calls": last_end - first - in_rclone,
         "in_rclone": in_rclone,
     }

@@ -117,10 +117,13 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
 
 
 def _steps(title: str, b: dict[str, Any]) -> str:
-    calls = ", ".join(f"{s['rclone']} {_ms(s['seconds'])}" for s in b["steps"])
+    calls = ", ".join(
+        f"{s['rclone']} {_ms(s['seconds'])}{' beside the previous' if s.get('beside') else ''}"
+        for s in b["steps"]
+    )
     return (
         f"{title}: {_s(b['total'])} = start-up before the first rclone {_ms(b['before_first_rclone'])}"
-        f" + rclone calls {_ms(b['in_rclone'])} ({calls})"
+        f" + rclone running {_ms(b['in_rclone'])} ({calls})"
         f" + between calls {_ms(b['between_rclone_calls'])} + wind-down {_ms(b['after_last_rclone'])}"
     )
 
