@@ -89,10 +89,13 @@ class _ExitWatch:
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self._proc = proc
         self._fd: int | None = None
+        # poll, not select: a daemon with many files open may hand out descriptors >= 1024.
+        self._poller = select.poll()
 
     def __enter__(self) -> Callable[[float], bool]:
         with contextlib.suppress(AttributeError, OSError):
             self._fd = os.pidfd_open(self._proc.pid)
+            self._poller.register(self._fd, select.POLLIN)
         return self._exited
 
     def __exit__(self, *_exc: object) -> None:
@@ -101,7 +104,7 @@ class _ExitWatch:
 
     def _exited(self, timeout: float) -> bool:
         if self._fd is not None:
-            select.select([self._fd], [], [], timeout)
+            self._poller.poll(timeout * 1000)
             return self._proc.poll() is not None
         try:
             self._proc.wait(timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import threading
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,24 @@ def test_exit_code_and_cancel_with_and_without_pidfd(
     )
     assert stopped.cancelled
     assert stopped.returncode != 0
+
+
+def test_waiting_works_with_descriptors_past_1024() -> None:
+    # A daemon in a container (nofile 1048576) can hand rclone's pidfd a number that
+    # select() cannot watch.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows only {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        done = process.run(
+            ["/bin/sh", "-c", "exit 4"], on_line=lambda _line: None, cancel=threading.Event()
+        )
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert done.returncode == 4
