@@ -67,9 +67,8 @@ class EarlyListing:
         self._ctx = ctx
         self._stop = threading.Event()
         self._listing: Listing | None = None
-        self._thread = threading.Thread(
-            target=self._list, name=f"rclone-{ctx.job_id}-early-list", daemon=True
-        )
+        self._name = f"rclone-{ctx.job_id}-early-list"
+        self._thread = threading.Thread(target=self._list, name=self._name, daemon=True)
         self._thread.start()
 
     def _list(self) -> None:
@@ -81,7 +80,7 @@ class EarlyListing:
             cancel=self._stop,
             deadline=ctx.deadline,
             stdout_path=out,
-            name=f"rclone-{ctx.job_id}-early-list",
+            name=self._name,
         )
         if result.returncode == 0 and not (result.cancelled or result.timed_out):
             self._listing = parse_lsjson(_read(out))
@@ -112,8 +111,7 @@ def verify_and_delete(
     ctx.on_event(PhaseStarted("verifying"))
     verify = ctx.job.deletion.verify
     unverifiable = verify == "checksum" and ctx.no_common_hash()
-    before = early.wait() if early is not None else None
-    if before is not None and early is not None:
+    if early is not None and (before := early.wait()) is not None:
         first_listed_at = early.started_at
     else:
         first_listed_at = datetime.now(UTC)
