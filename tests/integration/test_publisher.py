@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup.config import AppConfig
+from mqtt_backup.config import AppConfig, MqttConfig
 from mqtt_backup.engine.events import DeletionCounts, RunOutcome
+from mqtt_backup.mqtt_read import build_client
 from mqtt_backup.publisher import MemoryKnownTopics, Publisher, read_retained_states
 from mqtt_backup.state import JobState, finished, initial, started
 from mqtt_backup.topics import Topics
@@ -245,3 +247,15 @@ def test_removed_job_is_cleared_also_across_restarts(mosquitto, config_for, publ
     deadline = time.monotonic() + 5
     while topics.state("photos") in cleared():
         assert time.monotonic() < deadline, "photos was not cleared"
+
+
+def test_client_socket_sends_without_nagle_delay(mosquitto: Broker) -> None:
+    # A state must not wait for the previous packet's ACK (up to 40 ms with a delayed ACK).
+    client = build_client(MqttConfig(host=mosquitto.host, port=mosquitto.port), "nodelay-test")
+    client.connect(mosquitto.host, mosquitto.port)
+    try:
+        sock = client.socket()
+        assert sock is not None
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        client.disconnect()
