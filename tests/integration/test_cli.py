@@ -8,6 +8,7 @@ import pty
 import select
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,25 @@ def test_run_job_copies_and_records_history(tmp_path: Path, job_config) -> None:
     assert state["status"] == "completed"
     assert state["files_transferred"] == len(FILES)
     assert state["trigger"] == "cli"
+
+
+def test_run_job_without_a_terminal_or_schedule_skips_rich_and_apscheduler(
+    tmp_path: Path,
+    job_config,  # type: ignore[no-untyped-def]
+) -> None:
+    # Each costs tens of milliseconds of start-up that a cron-driven run-job never uses.
+    make_tree(tmp_path / "src", FILES)
+    code = (
+        "import sys; from mqtt_backup.cli import main; "
+        f"code = main(['-c', {str(job_config())!r}, 'run-job', 'docs']); "
+        "print(sorted(m for m in ('rich', 'apscheduler') if m in sys.modules), code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=cli_env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[] 0"
+    assert tree(tmp_path / "dst") == FILES
 
 
 def test_unknown_job_is_a_usage_error(job_config) -> None:  # type: ignore[no-untyped-def]
