@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,19 @@ def _job(source: Path, destination: Path) -> dict[str, Any]:
     return {"name": "bench transfer", "source": str(source), "destination": str(destination)}
 
 
-def _compare(env: Env, label: str, source: Path, goal: float | None) -> dict[str, Any]:
-    """Interleave run-job and bare rclone copy of ``source``, each into a new folder."""
+# A Python process that imports the libraries run-job cannot do without, defines one
+# pydantic model (pydantic loads its schema machinery on the first) and exits: the least
+# any run-job built on them can cost.
+IMPORTS_ONLY = "import paho.mqtt.client, pydantic, yaml\nclass M(pydantic.BaseModel):\n    x: int"
+
+
+def _compare(
+    env: Env, label: str, source: Path, goal: float | None, *, floor: bool = False
+) -> dict[str, Any]:
+    """Interleave run-job and bare rclone copy of ``source``, each into a new folder.
+
+    With ``floor``, a third side times a Python process that only imports the libraries.
+    """
     state = env.fresh("state")
     config = env.root / f"transfer-{label}.yaml"
 
@@ -66,13 +78,11 @@ def _compare(env: Env, label: str, source: Path, goal: float | None) -> dict[str
         argv = transfer_command(RcloneConfig(binary=RCLONE), job)
         return run_timed(argv)
 
-    times = interleave(
-        {"mqtt-backup run-job": with_mqtt_backup, "rclone copy": bare},
-        rounds=env.pairs,
-        warmup=env.warmup,
-        env=env,
-    )
-    return comparison(
+    sides = {"mqtt-backup run-job": with_mqtt_backup, "rclone copy": bare}
+    if floor:
+        sides["imports only"] = lambda: run_timed([sys.executable, "-c", IMPORTS_ONLY])
+    times = interleave(sides, rounds=env.pairs, warmup=env.warmup, env=env)
+    result = comparison(
         label,
         "mqtt-backup run-job",
         times["mqtt-backup run-job"],
@@ -80,6 +90,9 @@ def _compare(env: Env, label: str, source: Path, goal: float | None) -> dict[str
         times["rclone copy"],
         goal,
     )
+    if floor:
+        result["imports_only"] = {"code": IMPORTS_ONLY, "seconds": summary(times["imports only"])}
+    return result
 
 
 def run(env: Env) -> dict[str, Any]:
@@ -110,7 +123,7 @@ def run(env: Env) -> dict[str, Any]:
         env.prepare_run()
         results[key]["breakdown"] = breakdown([MQTT_BACKUP, "-c", str(config), "run-job", "t"], log)
     # The fixed cost of a run: an empty folder, so only start-up and wind-down are timed.
-    fixed = _compare(env, "empty", empty, None)
+    fixed = _compare(env, "empty", empty, None, floor=True)
     fixed["data"] = "an empty folder (start-up and wind-down only)"
     results["startup"] = fixed
     extra = fixed["a_seconds"]["median"] - fixed["b_seconds"]["median"]

@@ -47,6 +47,17 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
                 "-",
             ]
         )
+        if "imports_only" in s:
+            floor = s["imports_only"]["seconds"]
+            out.append(
+                [
+                    "1  Python importing paho, PyYAML, pydantic (one model)",
+                    f"{_s(floor['median'])} [{_s(floor['min'])}-{_s(floor['max'])}]",
+                    "",
+                    "(context)",
+                    "-",
+                ]
+            )
         for key in ("big", "small"):
             w = t[key]["ratio_without_startup"]
             out.append(
