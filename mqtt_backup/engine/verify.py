@@ -173,6 +173,7 @@ def exact_path_rules(paths: Iterable[str]) -> str:
     # One translate over all paths at once is five times faster than one per path.
     joined = "\n".join(paths)
     escaped = glob_escape(joined).split("\n") if paths else []
+    # The plan only holds listable() paths; a line break here would split a rule.
     if "\r" in joined or len(escaped) != len(paths):
         raise ValueError("a path with a line break cannot go into a filter file")
     by_dir: dict[str, list[str]] = {}
@@ -186,27 +187,27 @@ def exact_path_rules(paths: Iterable[str]) -> str:
             parts.extend(names)
             continue
         prefix = folder + "/{"
-        room = _MAX_RULE_BYTES - _size(prefix) - 8
+        room = _MAX_RULE_BYTES - _utf8_len(prefix) - 8
         parts.extend(prefix + ",".join(chunk) + "}" for chunk in _chunks(names, room))
     lines = ["+ /{" + ",".join(chunk) + "}" for chunk in _chunks(parts, _MAX_RULE_BYTES - 8)]
     lines.append("- **")
     return "\n".join(lines) + "\n"
 
 
-def _size(text: str) -> int:
+def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogateescape"))
 
 
 def _chunks(items: list[str], limit: int) -> Iterator[list[str]]:
     """``items`` in runs whose comma-joined UTF-8 size stays within ``limit`` bytes."""
-    if _size(",".join(items)) <= limit:
+    if _utf8_len(",".join(items)) <= limit:
         if items:
             yield items
         return
     chunk: list[str] = []
     size = 0
     for item in items:
-        length = _size(item) + 1
+        length = _utf8_len(item) + 1
         if chunk and size + length > limit:
             yield chunk
             chunk, size = [], 0
