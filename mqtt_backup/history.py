@@ -209,11 +209,6 @@ class History:
             rows = db.execute("SELECT job_id, state FROM job_states").fetchall()
         return {job_id: JobState.from_json(text) for job_id, text in rows}
 
-    def forget_state(self, job_id: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM job_states WHERE job_id=?", (job_id,))
-            db.execute("DELETE FROM settings WHERE job_id=?", (job_id,))
-
     # what was published, so a removed job's retained topics can be cleared after a restart
 
     def record_published(self, job_id: str, topics: set[str] | list[str]) -> None:
