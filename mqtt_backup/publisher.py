@@ -169,16 +169,29 @@ class Publisher:
             self._lock.notify_all()
         if self._worker is not None:
             self._worker.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            unsent = sorted(self._pending)
+        if unsent:
+            logger.warning(
+                "MQTT broker %s:%s was not reachable: the state of %s was not published; "
+                "it is kept in the local history, and serve (or the job's next run) "
+                "publishes it once connected",
+                self._mqtt.host,
+                self._mqtt.port,
+                ", ".join(unsent),
+            )
         client = self._client
         assert client is not None  # noqa: S101 - set by start()
         if self._mode == "daemon" and self._connected:
             self._send(Message.text(self._topics.availability, "offline"))
         self._wait_acknowledged(deadline)
+        was_connected = self._connected
         client.disconnect()
         client.loop_stop()
         if self._inbox is not None:
             self._inbox.stop(max(0.1, deadline - time.monotonic()))
-        logger.info("disconnected from MQTT broker")
+        if was_connected:
+            logger.info("disconnected from MQTT broker")
 
     @property
     def connected(self) -> bool:

@@ -55,6 +55,7 @@ def test_late_subscriber_sees_the_completed_verify_then_delete_run(
     config, base, prefix = mqtt_job(deletion={"mode": "verify_then_delete"})
     result = run_cli(config, "run-job", "photos")
     assert result.returncode == 0, result.stderr
+    assert "not published" not in result.stderr
     assert tree(tmp_path / "dst") == FILES
     assert tree(tmp_path / "src") == {}
 
@@ -139,6 +140,8 @@ def test_a_broker_down_for_the_whole_run_gets_the_state_from_serve(
     result = run_cli(config, "run-job", "photos")
     assert result.returncode == 0, result.stderr  # the backup does not depend on the broker
     assert time.monotonic() - started < 20
+    assert "the state of photos was not published" in result.stderr
+    assert "disconnected from MQTT broker" not in result.stderr  # it never was connected
     status = run_cli(config, "status", "--json")
     assert json.loads(status.stdout)["photos"]["status"] == "completed"  # from local history
 
