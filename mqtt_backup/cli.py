@@ -20,7 +20,7 @@ from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
 from mqtt_backup.history import History
 from mqtt_backup.logs import setup as setup_logging
 from mqtt_backup.secrets import secret_values
-from mqtt_backup.state import iso
+from mqtt_backup.state import iso, newer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -169,9 +169,14 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
 
         retained = read_retained_states(config, timeout=3.0)
         if retained is not None:
-            # The broker knows runs of other hosts' processes; history fills what it lacks.
+            # The broker knows runs of other hosts' processes; history knows the runs that
+            # ended while the broker was away. The newer state wins.
             source = "broker"
-            states |= retained
+            for job, state in retained.items():
+                local = states.get(job)
+                states[job] = state if local is None else newer(state, local)
+                if states[job] is local:
+                    source = "broker and local history"
     states = {job: states[job] for job in config.jobs if job in states}
     if as_json:
         print(json.dumps({job: s.model_dump(mode="json") for job, s in states.items()}, indent=2))

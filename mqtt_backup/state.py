@@ -90,6 +90,13 @@ class JobState(_Frozen):
         return cls.model_validate_json(text)
 
 
+def newer(first: JobState, second: JobState) -> JobState:
+    """The state updated last; ``first`` on a tie or when either time is unknown."""
+    if first.updated_at is None or second.updated_at is None:
+        return first
+    return second if second.updated_at > first.updated_at else first
+
+
 def initial(job_id: str, name: str, deletion_mode: str = "none", enabled: bool = True) -> JobState:
     """A job that has never run."""
     return JobState(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,15 @@ def test_status_reads_the_broker_and_falls_back_to_history(
     assert table.returncode == 0
     assert "from local history" in table.stdout
     assert "completed" in table.stdout
+
+    # A run that ends while the broker is away is newer than what the broker retained.
+    time.sleep(1.1)  # the payload's times have whole seconds
+    shutil.rmtree(tmp_path / "src")
+    assert run_cli(offline, "run-job", "photos").returncode == 1
+    table = run_cli(config, "status")
+    assert "from broker and local history" in table.stdout
+    assert "failed" in table.stdout
+    assert "completed" not in table.stdout
 
 
 def test_a_broker_down_for_the_whole_run_gets_the_state_from_serve(

@@ -160,3 +160,14 @@ def test_round_trip_json() -> None:
 def test_progress_percent_with_nothing_to_transfer() -> None:
     assert Progress(total_bytes=0, files=0, total_files=0).percent == 100.0
     assert Progress(bytes=5, total_bytes=10).percent == 50.0
+
+
+def test_newer_picks_the_state_updated_last() -> None:
+    old = st.initial("docs", "Docs").model_copy(update={"updated_at": T0})
+    new = old.model_copy(update={"status": "failed", "updated_at": T0 + timedelta(seconds=1)})
+    assert st.newer(old, new) is new
+    assert st.newer(new, old) is new
+    same = old.model_copy(update={"status": "completed"})
+    assert st.newer(same, old) is same  # a tie keeps the first
+    unknown = old.model_copy(update={"updated_at": None})
+    assert st.newer(unknown, new) is unknown
