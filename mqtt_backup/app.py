@@ -143,7 +143,7 @@ class Service:
         self._heartbeat = health.Heartbeat(config.state_dir, lambda: scheduler.running)
         self._heartbeat.start()
         logger.info(
-            "serving instance %s: %d jobs (%d scheduled, %d catching up), pid %d",
+            "serving instance %s: %d job(s) (%d scheduled, %d catching up), pid %d",
             config.instance,
             len(config.jobs),
             sum(1 for job in config.jobs.values() if job.schedule is not None),
