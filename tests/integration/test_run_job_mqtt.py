@@ -102,7 +102,7 @@ def test_late_subscriber_sees_a_failed_run_with_its_error(
     assert state["last_success_at"] is None
 
 
-def test_status_reads_the_broker_and_falls_back_to_history(
+def test_status_reads_the_broker_falls_back_to_history_and_shows_the_newer_run(
     tmp_path: Path, mqtt_job, mosquitto
 ) -> None:  # type: ignore[no-untyped-def]
     make_tree(tmp_path / "src", {"a": b"1"})
