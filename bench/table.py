@@ -13,19 +13,23 @@ def _s(seconds: float) -> str:
     return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
 
 
-def _verdict(met: bool | None) -> str:
-    return {True: "met", False: "MISSED", None: "-"}[met]
+def _verdict(met: bool | None, clear: bool | None = True) -> str:
+    word = {True: "met", False: "MISSED", None: "-"}[met]
+    # The goal inside the median's confidence interval: these runs cannot tell.
+    return f"{word}, within noise" if met is not None and clear is False else word
 
 
 def _comparison_row(title: str, r: dict[str, Any]) -> list[str]:
     ratio = r["ratio"]
     goal = f"<= {r['goal']:.2f}" if r.get("goal") is not None else "(context)"
+    ci = ratio.get("ci")
+    interval = f" {ci['coverage']:.0%} CI {ci['low']:.2f}-{ci['high']:.2f}" if ci else ""
     return [
         title,
         f"{r['a']}: {_s(r['a_seconds']['median'])}  /  {r['b']}: {_s(r['b_seconds']['median'])}",
-        f"{ratio['median']:.3f} [{ratio['min']:.3f}-{ratio['max']:.3f}] n={ratio['n']}",
+        f"{ratio['median']:.3f} [{ratio['min']:.3f}-{ratio['max']:.3f}]{interval} n={ratio['n']}",
         goal,
-        _verdict(r.get("met")),
+        _verdict(r.get("met"), r.get("clear")),
     ]
 
 
@@ -160,7 +164,7 @@ def details(report: dict[str, Any]) -> list[str]:
 
 
 def render(report: dict[str, Any]) -> str:
-    header = ["benchmark", "medians", "ratio median [min-max]", "goal", "verdict"]
+    header = ["benchmark", "medians", "ratio median [min-max], CI of the median", "goal", "verdict"]
     table = [header, *rows(report)]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = []
@@ -170,6 +174,10 @@ def render(report: dict[str, Any]) -> str:
         )
         if number == 0:
             lines.append("  ".join("-" * w for w in widths))
+    lines.append(
+        "CI: a distribution-free confidence interval of the median ratio (order statistics,"
+        " at least 95 % with 7 or more pairs); 'within noise': the goal lies inside it."
+    )
     extra = details(report)
     if extra:
         lines.append("")
