@@ -173,30 +173,12 @@ def test_a_source_file_that_cannot_be_deleted_is_counted_as_kept(
     assert outcome.deletion.bytes_deleted == 1
 
 
-def test_a_clean_delete_needs_no_second_look_at_the_source(
-    make_config: Any, tmp_path: Path, rclone_binary: str
-) -> None:
-    # rclone's final stats count the deletions; only a shortfall costs another listing.
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    write_tree(src, {f"d{i}/f{j}.txt": b"x" for i in range(3) for j in range(20)}, mtime=OLD)
-    calls = tmp_path / "calls.log"
-    wrapper = tmp_path / "rclone-logging"
-    wrapper.write_text(
-        f'#!/bin/sh\necho "$1" >> {shlex.quote(str(calls))}\n'
-        f'exec {shlex.quote(rclone_binary)} "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    binary = str(wrapper)
-    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": binary})
-    assert outcome.status == "completed", outcome.error
-    assert outcome.deletion.files_deleted == 60
-    commands = calls.read_text().split()
-    assert commands[commands.index("delete") :] == ["delete"]
-
-
-def logging_rclone(tmp_path: Path, real: str, first_lsjson: str) -> tuple[str, Path]:
+def logging_rclone(tmp_path: Path, real: str, first_lsjson: str | None = None) -> tuple[str, Path]:
     """An rclone that logs each call's start and end, and runs ``first_lsjson`` (shell)
-    in place of the first listing."""
+    in place of the first listing, if given."""
+    if first_lsjson is None:
+        first_lsjson = f'"{real}" "$@"; rc=$?'
+
     log, mark = tmp_path / "calls.log", tmp_path / "first-listing-done"
     wrapper = tmp_path / "rclone-logged"
     wrapper.write_text(
@@ -217,6 +199,20 @@ def logging_rclone(tmp_path: Path, real: str, first_lsjson: str) -> tuple[str, P
 
 def calls(log: Path) -> list[tuple[str, str, float]]:
     return [(w, c, float(t)) for w, c, t in (line.split() for line in log.read_text().splitlines())]
+
+
+def test_a_clean_delete_needs_no_second_look_at_the_source(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    # rclone's final stats count the deletions; only a shortfall costs another listing.
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, {f"d{i}/f{j}.txt": b"x" for i in range(3) for j in range(20)}, mtime=OLD)
+    binary, log = logging_rclone(tmp_path, rclone_binary)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": binary})
+    assert outcome.status == "completed", outcome.error
+    assert outcome.deletion.files_deleted == 60
+    commands = [c for w, c, _ in calls(log) if w == "start"]
+    assert commands[commands.index("delete") :] == ["delete"]
 
 
 def test_first_listing_runs_beside_the_transfer_and_ends_before_the_check(
