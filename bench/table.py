@@ -174,10 +174,11 @@ def render(report: dict[str, Any]) -> str:
         )
         if number == 0:
             lines.append("  ".join("-" * w for w in widths))
-    lines.append(
-        "CI: a distribution-free confidence interval of the median ratio (order statistics,"
-        " at least 95 % with 7 or more pairs); 'within noise': the goal lies inside it."
-    )
+    if any(" CI " in row[2] for row in table[1:]):
+        lines.append(
+            "CI: a distribution-free confidence interval of the median ratio (order statistics,"
+            " at least 95 % with 6 or more pairs); 'within noise': the goal lies inside it."
+        )
     extra = details(report)
     if extra:
         lines.append("")
