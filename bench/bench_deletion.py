@@ -99,7 +99,7 @@ def run(env: Env) -> dict[str, Any]:
     def engine_argv() -> float:
         source = _listed(next(sources[C]))
         argv = delete_command(
-            RcloneConfig(binary=RCLONE), str(source), rules, not_modified_after=datetime.now(UTC)
+            RcloneConfig(binary=RCLONE), str(source), rules, [], not_modified_after=datetime.now(UTC)
         )
         seconds = run_timed(argv)
         left[C].append(files_left(source))

@@ -4,6 +4,10 @@ Each returns a ``list[str]`` for ``subprocess`` (never a shell string). Flags co
 first and the paths after ``--``, so a path that starts with ``-`` is never read
 as a flag. The job's filter rules go to the transfer, the listings and the check
 alike, so all three see the same set of files.
+
+Only the transfer gets the user's flags as written. Every call that decides what is
+proven or deleted takes ``conn``: the config file plus the connection settings that
+engine/sealed.py lets through (docs/design.md, "Deletion safety").
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.engine.verify import glob_escape
 
 Verify = Literal["checksum", "size", "download"]
 
@@ -28,12 +33,14 @@ class CheckReports:
     error: Path
 
 
+def config_flags(rclone: RcloneConfig) -> list[str]:
+    """``--config FILE`` when the user named an rclone config file."""
+    return ["--config", str(rclone.config_file)] if rclone.config_file is not None else []
+
+
 def common_flags(rclone: RcloneConfig) -> list[str]:
-    """Flags every call gets: the config file and the user's extra flags."""
-    flags: list[str] = []
-    if rclone.config_file is not None:
-        flags += ["--config", str(rclone.config_file)]
-    return flags + list(rclone.extra_args)
+    """The transfer's flags: the config file and the user's extra flags, all of them."""
+    return config_flags(rclone) + list(rclone.extra_args)
 
 
 def filter_flags(job: JobConfig) -> list[str]:
@@ -68,17 +75,30 @@ def transfer_command(rclone: RcloneConfig, job: JobConfig, *, dry_run: bool = Fa
     return [*argv, "--", job.source, job.destination]
 
 
-def lsjson_command(rclone: RcloneConfig, job: JobConfig) -> list[str]:
-    """Recursive listing of the source's files (size and modtime), as JSON on stdout."""
-    return _lsjson(rclone, job.source, filter_flags(job))
+def lsjson_command(
+    rclone: RcloneConfig, job: JobConfig, conn: list[str], *, also: str | None = None
+) -> list[str]:
+    """Recursive listing of the source's files (size and modtime), as JSON on stdout.
+
+    ``also`` names a file to list at any depth whatever the job's filters say (a probe).
+    """
+    first = ["--filter", f"+ {glob_escape(also)}"] if also else []
+    return _lsjson(rclone, job.source, conn, [*first, *filter_flags(job)])
 
 
-def planned_listing_command(rclone: RcloneConfig, source: str, rules: Path) -> list[str]:
+def planned_listing_command(
+    rclone: RcloneConfig, source: str, rules: Path, conn: list[str]
+) -> list[str]:
     """The source files that an exact-path filter file names, with size and modtime."""
-    return _lsjson(rclone, source, ["--filter-from", str(rules)])
+    return _lsjson(rclone, source, conn, ["--filter-from", str(rules)])
 
 
-def _lsjson(rclone: RcloneConfig, source: str, selection: list[str]) -> list[str]:
+def stat_command(rclone: RcloneConfig, path: str, conn: list[str]) -> list[str]:
+    """One file's listing; rclone exits 3 (directory not found) when there is no such file."""
+    return [rclone.binary, "lsjson", "--files-only", "--no-mimetype", *conn, "--", path]
+
+
+def _lsjson(rclone: RcloneConfig, source: str, conn: list[str], selection: list[str]) -> list[str]:
     return [
         rclone.binary,
         "lsjson",
@@ -86,18 +106,43 @@ def _lsjson(rclone: RcloneConfig, source: str, selection: list[str]) -> list[str
         "--files-only",
         "--no-mimetype",
         "--use-json-log",
-        *common_flags(rclone),
+        *conn,
         *selection,
         "--",
         source,
     ]
 
 
+def touch_command(rclone: RcloneConfig, path: str, conn: list[str]) -> list[str]:
+    """Create an empty file (a probe)."""
+    return [rclone.binary, "touch", "--use-json-log", *conn, "--", path]
+
+
+def deletefile_command(rclone: RcloneConfig, path: str, conn: list[str]) -> list[str]:
+    """Remove one file (a probe)."""
+    return [rclone.binary, "deletefile", "--use-json-log", *conn, "--", path]
+
+
+def child(remote: str, name: str) -> str:
+    """``name`` inside the folder ``remote`` names, in rclone's path syntax."""
+    return remote + name if remote.endswith((":", "/")) else f"{remote}/{name}"
+
+
 def check_command(
-    rclone: RcloneConfig, job: JobConfig, reports: CheckReports, *, verify: Verify
+    rclone: RcloneConfig,
+    job: JobConfig,
+    reports: CheckReports,
+    conn: list[str],
+    *,
+    verify: Verify,
+    files_from: Path | None = None,
 ) -> list[str]:
-    """One-way ``rclone check`` of source against destination, verdicts written to files."""
+    """One-way ``rclone check`` of source against destination, verdicts written to files.
+
+    With ``files_from`` only the files it names (one exact path per line) are checked.
+    """
     mode: list[str] = {"checksum": [], "size": ["--size-only"], "download": ["--download"]}[verify]
+    selection = ["--files-from-raw", str(files_from)] if files_from else filter_flags(job)
     return [
         rclone.binary,
         "check",
@@ -112,8 +157,31 @@ def check_command(
         str(reports.missing_on_dst),
         "--error",
         str(reports.error),
-        *common_flags(rclone),
-        *filter_flags(job),
+        *conn,
+        *selection,
+        "--",
+        job.source,
+        job.destination,
+    ]
+
+
+def repair_command(
+    rclone: RcloneConfig, job: JobConfig, files_from: Path, conn: list[str]
+) -> list[str]:
+    """Copy the named files again, whatever their size and modtime say (``--ignore-times``).
+
+    A destination file with the source's size and modtime but other bytes is one that
+    ``rclone copy`` skips on every run; this copy cannot skip it.
+    """
+    return [
+        rclone.binary,
+        "copy",
+        "--ignore-times",
+        "--no-traverse",
+        "--use-json-log",
+        *conn,
+        "--files-from-raw",
+        str(files_from),
         "--",
         job.source,
         job.destination,
@@ -126,7 +194,12 @@ def rclone_time(moment: datetime) -> str:
 
 
 def delete_command(
-    rclone: RcloneConfig, source: str, rules: Path, *, not_modified_after: datetime
+    rclone: RcloneConfig,
+    source: str,
+    rules: Path,
+    conn: list[str],
+    *,
+    not_modified_after: datetime,
 ) -> list[str]:
     """Delete exactly the files named in ``rules``, skipping any modified after the cutoff.
 
@@ -147,7 +220,7 @@ def delete_command(
         "NOTICE",
         "--min-age",
         rclone_time(not_modified_after),
-        *common_flags(rclone),
+        *conn,
         "--filter-from",
         str(rules),
         "--",
@@ -155,24 +228,20 @@ def delete_command(
     ]
 
 
-def rmdirs_command(rclone: RcloneConfig, job: JobConfig) -> list[str]:
+def rmdirs_command(rclone: RcloneConfig, job: JobConfig, conn: list[str]) -> list[str]:
     """Remove the source's empty folders, never the source folder itself."""
     return [
         rclone.binary,
         "rmdirs",
         "--leave-root",
         "--use-json-log",
-        *common_flags(rclone),
+        *conn,
         *filter_flags(job),
         "--",
         job.source,
     ]
 
 
-def features_command(rclone: RcloneConfig, remote: str) -> list[str]:
+def features_command(rclone: RcloneConfig, remote: str, conn: list[str]) -> list[str]:
     """``rclone backend features`` of one side: its hash types, as JSON on stdout."""
-    return [rclone.binary, "backend", "features", *common_flags(rclone), "--", remote]
-
-
-def version_command(binary: str) -> list[str]:
-    return [binary, "version"]
+    return [rclone.binary, "backend", "features", *conn, "--", remote]

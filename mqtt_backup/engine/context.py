@@ -21,6 +21,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class RunContext:
+    """One run's settings and shared state.
+
+    ``conn`` and ``env`` are what the sealed calls (listings, check, repair, delete, probes)
+    get instead of the user's flags and environment (engine/sealed.py).
+    """
+
     job_id: str
     job: JobConfig
     rclone: RcloneConfig
@@ -29,6 +35,8 @@ class RunContext:
     run_dir: Path
     version: tuple[int, int, int]
     deadline: float | None = None
+    conn: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
     last_error: str | None = field(default=None)
 
     def hidden(self) -> list[str]:
@@ -60,7 +68,9 @@ class RunContext:
         *,
         on_line: Callable[[str], None] | None = None,
         stdout_path: Path | None = None,
+        sealed: bool = True,
     ) -> process.ProcessResult:
+        """Run one rclone call of this run; only the transfer passes ``sealed=False``."""
         self.last_error = None
         return process.run(
             argv,
@@ -69,6 +79,7 @@ class RunContext:
             deadline=self.deadline,
             stdout_path=stdout_path,
             name=f"rclone-{self.job_id}-{step}",
+            env=self.env if sealed else None,
         )
 
     def remaining(self, default: float = 60.0) -> float:
@@ -78,8 +89,8 @@ class RunContext:
 
     def hashes(self, remote: str) -> set[str] | None:
         """The hash types ``remote`` supports, or None when rclone would not say."""
-        argv = commands.features_command(self.rclone, remote)
-        code, out = process.run_capture(argv, timeout=self.remaining())
+        argv = commands.features_command(self.rclone, remote, self.conn)
+        code, out = process.run_capture(argv, timeout=self.remaining(), env=self.env)
         if code != 0:
             return None
         try:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,10 +122,12 @@ def run(
     stdout_path: Path | None = None,
     name: str = "rclone",
     grace: float = GRACE_SECONDS,
+    env: Mapping[str, str] | None = None,
 ) -> ProcessResult:
     """Run rclone until it exits, is cancelled or passes ``deadline`` (time.monotonic()).
 
-    Raises RcloneNotFound when the binary cannot be started.
+    ``env`` replaces the inherited environment when given. Raises RcloneNotFound when the
+    binary cannot be started.
     """
     if cancel.is_set():
         # Nothing is started once a run was cancelled (above all no delete).
@@ -143,6 +145,7 @@ def run(
                 encoding="utf-8",
                 errors="replace",
                 start_new_session=True,
+                env=env,
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError):
             raise _not_found(argv[0]) from None
@@ -183,7 +186,9 @@ def run(
     return ProcessResult(proc.wait(), list(tail), cancelled, timed_out)
 
 
-def run_capture(argv: list[str], *, timeout: float = 60.0) -> tuple[int, str]:
+def run_capture(
+    argv: list[str], *, timeout: float = 60.0, env: Mapping[str, str] | None = None
+) -> tuple[int, str]:
     """Run a short rclone command and return (exit code, stdout). Raises RcloneNotFound."""
     try:
         done = subprocess.run(
@@ -195,6 +200,7 @@ def run_capture(argv: list[str], *, timeout: float = 60.0) -> tuple[int, str]:
             errors="replace",
             timeout=timeout,
             check=False,
+            env=env,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError):
         raise _not_found(argv[0]) from None

@@ -21,6 +21,7 @@ JOB = JobConfig(
     extra_args=["--transfers", "8"],
 )
 FILTERS = ["--filter", "- *.tmp", "--filter", "+ **"]
+CONN = ["--config", "/etc/rclone.conf", "--fast-list"]
 
 
 def tail(argv: list[str], n: int) -> list[str]:
@@ -49,40 +50,87 @@ def test_filters_agree_everywhere(tmp_path: Path) -> None:
     reports = commands.CheckReports(*(tmp_path / n for n in "abcd"))
     for argv in (
         commands.transfer_command(RCLONE, JOB),
-        commands.lsjson_command(RCLONE, JOB),
-        commands.check_command(RCLONE, JOB, reports, verify="checksum"),
+        commands.lsjson_command(RCLONE, JOB, CONN),
+        commands.check_command(RCLONE, JOB, reports, CONN, verify="checksum"),
     ):
         found = [argv[i : i + 2] for i, a in enumerate(argv) if a == "--filter"]
         assert sum(found, []) == FILTERS
 
 
+def test_sealed_calls_take_only_the_connection_flags(tmp_path: Path) -> None:
+    rclone = RCLONE.model_copy(update={"extra_args": ["--include", "*.jpg", "--size-only"]})
+    reports = commands.CheckReports(*(tmp_path / n for n in "abcd"))
+    rules = tmp_path / "r"
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    for argv in (
+        commands.lsjson_command(rclone, JOB, CONN),
+        commands.check_command(rclone, JOB, reports, CONN, verify="checksum"),
+        commands.delete_command(rclone, "/s", rules, CONN, not_modified_after=moment),
+        commands.planned_listing_command(rclone, "/s", rules, CONN),
+        commands.repair_command(rclone, JOB, rules, CONN),
+        commands.rmdirs_command(rclone, JOB, CONN),
+        commands.touch_command(rclone, "/d/p", CONN),
+        commands.stat_command(rclone, "/d/p", CONN),
+        commands.deletefile_command(rclone, "/d/p", CONN),
+    ):
+        assert "--include" not in argv and "--size-only" not in argv
+        assert " ".join(CONN) in " ".join(argv)
+    assert "--include" in commands.transfer_command(rclone, JOB)
+
+
+def test_probe_rule_comes_before_the_job_filters() -> None:
+    argv = commands.lsjson_command(RCLONE, JOB, CONN, also=".probe-{1}")
+    first = argv.index("--filter")
+    assert argv[first : first + 4] == ["--filter", "+ .probe-\\{1\\}", "--filter", "- *.tmp"]
+
+
+def test_repair_cannot_skip_a_file() -> None:
+    argv = commands.repair_command(RCLONE, JOB, Path("/w/list"), CONN)
+    assert argv[1] == "copy" and "--ignore-times" in argv
+    assert argv[argv.index("--files-from-raw") + 1] == "/w/list"
+    assert "--filter" not in argv
+
+
+def test_child_paths() -> None:
+    assert commands.child("nas:", "p") == "nas:p"
+    assert commands.child("nas:dir", "p") == "nas:dir/p"
+    assert commands.child("/d/", "p") == "/d/p"
+    assert commands.child(":sftp,host=x:", "p") == ":sftp,host=x:p"
+
+
 def test_check_modes(tmp_path: Path) -> None:
     reports = commands.CheckReports(*(tmp_path / n for n in ("m", "d", "o", "e")))
-    checksum = commands.check_command(RCLONE, JOB, reports, verify="checksum")
+    checksum = commands.check_command(RCLONE, JOB, reports, CONN, verify="checksum")
     assert "--one-way" in checksum
     assert "--size-only" not in checksum and "--download" not in checksum
-    assert "--size-only" in commands.check_command(RCLONE, JOB, reports, verify="size")
-    assert "--download" in commands.check_command(RCLONE, JOB, reports, verify="download")
+    assert "--size-only" in commands.check_command(RCLONE, JOB, reports, CONN, verify="size")
+    assert "--download" in commands.check_command(RCLONE, JOB, reports, CONN, verify="download")
+    some = commands.check_command(
+        RCLONE, JOB, reports, CONN, verify="checksum", files_from=tmp_path / "list"
+    )
+    assert some[some.index("--files-from-raw") + 1] == str(tmp_path / "list")
+    assert "--filter" not in some
     for flag, name in (("--match", "m"), ("--differ", "d"), ("--missing-on-dst", "o")):
         assert checksum[checksum.index(flag) + 1] == str(tmp_path / name)
     assert checksum[checksum.index("--error") + 1] == str(tmp_path / "e")
 
 
 def test_lsjson_lists_files_of_the_source() -> None:
-    argv = commands.lsjson_command(RCLONE, JOB)
+    argv = commands.lsjson_command(RCLONE, JOB, CONN)
     assert argv[1] == "lsjson" and "--recursive" in argv and "--files-only" in argv
     assert tail(argv, 2) == ["--", "/srv/-photos"]
 
 
 def test_delete_has_age_guard_and_rules(tmp_path: Path) -> None:
     moment = datetime(2026, 11, 29, 5, 4, 3, 123456, tzinfo=UTC)
-    argv = commands.delete_command(RCLONE, "/srv/x", tmp_path / "r", not_modified_after=moment)
+    argv = commands.delete_command(
+        RCLONE, "/srv/x", tmp_path / "r", CONN, not_modified_after=moment
+    )
     assert argv[1] == "delete"
     assert argv[argv.index("--min-age") + 1] == "2026-11-29T05:04:03.123456Z"
     assert argv[argv.index("--filter-from") + 1] == str(tmp_path / "r")
     assert tail(argv, 2) == ["--", "/srv/x"]
 
 
-def test_version_and_features() -> None:
-    assert commands.version_command("rc") == ["rc", "version"]
-    assert commands.features_command(RCLONE, "r:")[1:3] == ["backend", "features"]
+def test_features() -> None:
+    assert commands.features_command(RCLONE, "r:", CONN)[1:3] == ["backend", "features"]
