@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from mqtt_backup.durations import parse_duration
+from mqtt_backup.engine.locations import overlap
 from mqtt_backup.schedule import Schedule, parse_schedule
 
 ID_PATTERN = r"^[a-z0-9_-]{1,64}$"
@@ -178,8 +179,11 @@ class JobConfig(_Model):
                     "operation move cannot be combined with deletion verify_then_delete: "
                     "move deletes source files without the verification; use operation copy"
                 )
-        if _same_place(self.source, self.destination):
-            raise ValueError("source and destination are the same place")
+        # Checked for every operation: a copy into itself nests, a sync over its own source
+        # deletes it, and verify-then-delete would compare each file with itself.
+        shared = overlap(self.source, self.destination)
+        if shared is not None:
+            raise ValueError(f"{shared}; the destination must be separate storage")
         return self
 
     def effective_stale_after(self) -> timedelta | None:
@@ -189,10 +193,6 @@ class JobConfig(_Model):
         if self.schedule is None:
             return None
         return self.schedule.period() * 2 + timedelta(hours=1)
-
-
-def _same_place(a: str, b: str) -> bool:
-    return a.rstrip("/") == b.rstrip("/")
 
 
 class AppConfig(_Model):

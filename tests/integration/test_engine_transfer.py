@@ -92,7 +92,7 @@ def test_missing_source_fails_clearly(make_config: Any, tmp_path: Path) -> None:
 
 
 def test_missing_binary(make_config: Any, tmp_path: Path) -> None:
-    job = {"source": str(tmp_path), "destination": str(tmp_path / "dst")}
+    job = {"source": str(tmp_path / "src"), "destination": str(tmp_path / "dst")}
     outcome, _ = run_job(make_config, tmp_path, job, rclone={"binary": str(tmp_path / "none")})
     assert outcome.status == "failed"
     assert outcome.error is not None and outcome.error.startswith("rclone not found at")

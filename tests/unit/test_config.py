@@ -99,7 +99,8 @@ def test_minimal_job_gets_safe_defaults() -> None:
         ),
         (
             "jobs: {a: {source: /s, destination: /s/}}",
-            "jobs.a: source and destination are the same place (line 1)",
+            "jobs.a: source and destination are the same folder (/s); the destination must be "
+            "separate storage (line 1)",
         ),
         (
             "mqtt: {port: 70000}",
