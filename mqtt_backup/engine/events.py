@@ -55,7 +55,12 @@ Status = Literal["completed", "failed", "cancelled"]
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
-    """How one engine run ended. ``error`` is a short sentence, never a command line."""
+    """How one engine run ended. ``error`` is a short sentence, never a command line.
+
+    ``warning`` is a sentence for a completed run that left something to look at (source
+    files kept for a reason a later run will not settle); ``kept_files`` names the first
+    few files of each reason in ``kept_reasons``.
+    """
 
     status: Status
     error: str | None = None
@@ -64,3 +69,5 @@ class RunOutcome:
     progress: Progress | None = None
     deletion: DeletionCounts = field(default_factory=DeletionCounts)
     kept_reasons: dict[str, int] = field(default_factory=dict)
+    kept_files: dict[str, list[str]] = field(default_factory=dict)
+    warning: str | None = None

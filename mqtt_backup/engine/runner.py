@@ -7,6 +7,7 @@ state lives in a RunContext and a private work folder.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -22,6 +23,7 @@ from mqtt_backup.engine.deletion import DeletionResult, EarlyListing, verify_and
 from mqtt_backup.engine.events import Event, PhaseStarted, Progress, RunOutcome
 from mqtt_backup.engine.exit_codes import describe_exit
 from mqtt_backup.engine.process import ProcessResult, rclone_version
+from mqtt_backup.engine.sealed import seal
 from mqtt_backup.engine.stats import parse_line
 from mqtt_backup.errors import RcloneError
 
@@ -49,6 +51,7 @@ def execute(
     work_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{job_id}-", dir=work_dir))
     ctx = RunContext(job_id, job, rclone, on_event, cancel, run_dir, version, deadline)
+    _seal(ctx)
     try:
         outcome = _execute(ctx, dry_run)
     except RcloneError as exc:
@@ -65,6 +68,20 @@ def execute(
         outcome.deletion.files_kept,
     )
     return outcome
+
+
+def _seal(ctx: RunContext) -> None:
+    """Give the verification's calls only the flags and variables engine/sealed.py allows."""
+    sealed = seal(ctx.rclone.extra_args, os.environ)
+    ctx.conn = commands.config_flags(ctx.rclone) + sealed.flags
+    ctx.env = sealed.env
+    if sealed.dropped and ctx.job.deletion.mode == "verify_then_delete":
+        logger.info(
+            "job %s: the verification and the delete do not use %s (only connection settings "
+            "reach them; filters belong in the job's filters)",
+            ctx.job_id,
+            ", ".join(sealed.dropped),
+        )
 
 
 def _timed_out(ctx: RunContext) -> str:
@@ -89,7 +106,7 @@ def _transfer(ctx: RunContext, dry_run: bool) -> tuple[ProcessResult, Progress |
 
     ctx.on_event(PhaseStarted("transferring"))
     argv = commands.transfer_command(ctx.rclone, ctx.job, dry_run=dry_run)
-    result = ctx.run(argv, "transfer", on_line=on_line)
+    result = ctx.run(argv, "transfer", on_line=on_line, sealed=False)
     if transfer_error is None and last is not None:
         transfer_error = last.last_error
     return result, last, transfer_error
@@ -145,7 +162,12 @@ def _combine(
     code: int,
     retryable: bool,
 ) -> RunOutcome:
-    common = {"progress": progress, "deletion": deletion.counts, "kept_reasons": deletion.kept}
+    common = {
+        "progress": progress,
+        "deletion": deletion.counts,
+        "kept_reasons": deletion.kept,
+        "kept_files": deletion.kept_files,
+    }
     stopped = deletion.stopped
     if stopped is not None and stopped.cancelled:
         return RunOutcome("cancelled", error="cancelled", exit_code=code or None, **common)
@@ -154,5 +176,7 @@ def _combine(
     if error is not None:
         return RunOutcome("failed", error=error, exit_code=code, retryable=retryable, **common)
     if deletion.error is not None:
-        return RunOutcome("failed", error=deletion.error, retryable=True, **common)
-    return RunOutcome("completed", exit_code=0, **common)
+        return RunOutcome(
+            "failed", error=deletion.error, retryable=deletion.retryable, **common
+        )
+    return RunOutcome("completed", exit_code=0, warning=deletion.warning, **common)

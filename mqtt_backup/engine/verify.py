@@ -1,9 +1,9 @@
 """Pure: which source files may be deleted after a verification, and why the rest are kept.
 
-Invariant 1 lives here. A file is deleted only if this run's ``rclone check``
-(started after the transfer ended) reported it as matching, the match really
-compared content as configured, the file is older than ``min_age``, and its size
-and modtime are the same in the listings taken before and after the check.
+The deletion rule lives here (docs/design.md, "Deletion safety"). A file is deleted only
+if this run's ``rclone check`` (started after the transfer ended) reported it as matching,
+it is older than ``min_age``, and its size and modtime are the same in the listings taken
+before and after the check. Everything else is kept, counted under one reason.
 """
 
 from __future__ import annotations
@@ -17,26 +17,45 @@ from datetime import datetime
 # path → (size, modtime as rclone printed it)
 Listing = dict[str, tuple[int, str]]
 
-DIFFER = "differ"
+# Why a file was kept, as the state's ``deletion.kept`` and the history count them.
+DIFFERS = "differs"
 MISSING = "missing_on_destination"
 CHECK_ERROR = "check_error"
 NOT_CHECKED = "not_checked"
-NOT_IN_FIRST_LISTING = "not_in_first_listing"
-NO_COMMON_HASH = "unverifiable_no_common_hash"
-CHANGED = "changed_since_verified"
+APPEARED = "appeared_during_run"
+CHANGED = "changed_during_run"
 TOO_YOUNG = "too_young"
 NOT_LISTABLE = "name_not_listable"
 SKIPPED_AT_DELETE = "changed_before_delete"
 DELETE_FAILED = "delete_failed"
+DRY_RUN = "dry_run"
+
+# Reasons that a later run settles by itself: the file is new or still being written.
+# Any other reason means a file is not safely at the destination, and the run says so.
+SETTLING = frozenset({TOO_YOUNG, APPEARED, CHANGED, SKIPPED_AT_DELETE, DRY_RUN})
+
+_PHRASES = {
+    DIFFERS: "differing at the destination even after a second copy",
+    MISSING: "missing at the destination",
+    CHECK_ERROR: "unreadable for the check",
+    NOT_CHECKED: "not reported by the check",
+    NOT_LISTABLE: "with a line break in the name",
+    DELETE_FAILED: "that rclone could not delete",
+}
+NAMES_KEPT = 5
 
 
 @dataclass(frozen=True, slots=True)
 class DeletionPlan:
-    """Paths to delete (sorted), the files verified, and kept files counted by reason."""
+    """Paths to delete (sorted), the files verified, and kept files by reason.
+
+    ``kept_files`` holds the first few names of each reason, for the log and the history.
+    """
 
     delete: list[str]
     verified: int
     kept: dict[str, int] = field(default_factory=dict)
+    kept_files: dict[str, list[str]] = field(default_factory=dict)
 
 
 def parse_rclone_time(text: str) -> datetime | None:
@@ -69,6 +88,18 @@ def listable(path: str) -> bool:
     return "\n" not in path and "\r" not in path
 
 
+def unaccounted(before: Listing, after: Listing, *reports: Iterable[str]) -> list[str]:
+    """Files both listings saw that no report of the check names: the check skipped them.
+
+    rclone check exits 1 both for "differences found" and for "could not read the
+    destination"; only this tells a check that compared every file from one that did not.
+    """
+    seen: set[str] = set()
+    for report in reports:
+        seen.update(report)
+    return sorted(p for p in before.keys() & after.keys() if listable(p) and p not in seen)
+
+
 def plan_deletion(
     *,
     matched: Iterable[str],
@@ -78,36 +109,45 @@ def plan_deletion(
     differ: Iterable[str] = (),
     missing: Iterable[str] = (),
     errors: Iterable[str] = (),
-    hashes_unverifiable: bool = False,
 ) -> DeletionPlan:
     """Decide file by file; every file of either listing is either deleted or kept once."""
     matched_set, differ_set = set(matched), set(differ)
     missing_set, error_set = set(missing), set(errors)
     # Paths no listing saw are not files we know of (a name with a newline, split
     # across lines of a report, shows up as such fragments): nothing to count.
-    universe = set(before) | set(after)
+    universe = sorted(set(before) | set(after))
     kept: Counter[str] = Counter()
+    names: dict[str, list[str]] = {}
     delete: list[str] = []
     verified = 0
     for path in universe:
-        reason = _reason(
-            path,
-            matched_set,
-            differ_set,
-            missing_set,
-            error_set,
-            before,
-            after,
-            hashes_unverifiable,
-        )
+        reason = _reason(path, matched_set, differ_set, missing_set, error_set, before, after)
         if reason is None:
             verified += 1
             reason = _age_or_name(path, before, not_modified_after)
         if reason is None:
             delete.append(path)
-        else:
-            kept[reason] += 1
-    return DeletionPlan(sorted(delete), verified, dict(kept))
+            continue
+        kept[reason] += 1
+        shown = names.setdefault(reason, [])
+        if len(shown) < NAMES_KEPT:
+            shown.append(path)
+    return DeletionPlan(delete, verified, dict(kept), names)
+
+
+def kept_warning(kept: dict[str, int], names: dict[str, list[str]]) -> str | None:
+    """A sentence naming the files kept for a reason that a later run will not settle."""
+    parts = []
+    for reason, count in sorted(kept.items(), key=lambda item: (-item[1], item[0])):
+        if reason in SETTLING or not count:
+            continue
+        phrase = _PHRASES.get(reason, reason)
+        shown = ", ".join(names.get(reason, [])[:2])
+        more = f" ({shown}{', …' if count > 2 else ''})" if shown else ""
+        parts.append(f"{count} {'file' if count == 1 else 'files'} {phrase}{more}")
+    if not parts:
+        return None
+    return "kept source files not proven at the destination: " + "; ".join(parts)
 
 
 def _reason(
@@ -118,13 +158,12 @@ def _reason(
     errors: set[str],
     before: Listing,
     after: Listing,
-    hashes_unverifiable: bool,
 ) -> str | None:
     """Why ``path`` is not verified, or None when it is."""
     if not listable(path):
         return NOT_LISTABLE
     if path in differ:
-        return DIFFER
+        return DIFFERS
     if path in missing:
         return MISSING
     if path in errors:
@@ -133,9 +172,7 @@ def _reason(
         return NOT_CHECKED
     if path not in before:
         # A match for a file the first listing did not see: its state at check time is unknown.
-        return NOT_IN_FIRST_LISTING
-    if hashes_unverifiable:
-        return NO_COMMON_HASH
+        return APPEARED
     if after.get(path) != before[path]:
         return CHANGED
     return None

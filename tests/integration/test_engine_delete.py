@@ -91,17 +91,46 @@ def test_young_files_are_kept(make_config: Any, tmp_path: Path) -> None:
     assert outcome.kept_reasons == {v.TOO_YOUNG: 1}
 
 
-def test_corrupted_destination_with_same_size_and_mtime_is_kept(
+def test_corrupted_destination_with_same_size_and_mtime_is_repaired_then_deleted(
     make_config: Any, tmp_path: Path
 ) -> None:
+    # rclone copy skips a destination file with the source's size and modtime, whatever its
+    # bytes; the check sees the difference, and the repair copy cannot skip it.
     src, dst = tmp_path / "src", tmp_path / "dst"
     write_tree(src, {"good.txt": b"good", "victim.txt": b"original"}, mtime=OLD)
     write_tree(dst, {"victim.txt": b"CORRUPT!"}, mtime=OLD)  # same size, same mtime
     outcome, _ = run_job(make_config, tmp_path, vtd(src, dst))
-    assert tree(dst)["victim.txt"] == b"CORRUPT!"  # copy skipped it, as NOTES.md warns
+    assert outcome.status == "completed", outcome.error
+    assert outcome.error is None and outcome.warning is None
+    assert tree(dst) == {"good.txt": b"good", "victim.txt": b"original"}
+    assert tree(src) == {}
+    assert outcome.deletion.files_deleted == 2
+
+
+def test_a_copy_that_stays_corrupt_is_kept_and_the_run_warns(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_tree(src, {"good.txt": b"good", "victim.txt": b"original"}, mtime=OLD)
+    write_tree(dst, {"victim.txt": b"CORRUPT!"}, mtime=OLD)
+    # A repair copy that does nothing, as a destination that keeps corrupting writes would.
+    binary = tmp_path / "rclone-no-repair"
+    binary.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" --ignore-times "*) exit 0;; esac\n'
+        f'exec "{rclone_binary}" "$@"\n',
+        encoding="utf-8",
+    )
+    binary.chmod(0o755)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": str(binary)})
+    assert outcome.status == "completed"
     assert tree(src) == {"victim.txt": b"original"}
-    assert outcome.kept_reasons == {v.DIFFER: 1}
-    assert outcome.deletion.files_deleted == 1
+    assert tree(dst)["victim.txt"] == b"CORRUPT!"
+    assert outcome.kept_reasons == {v.DIFFERS: 1}
+    assert outcome.kept_files == {v.DIFFERS: ["victim.txt"]}
+    assert outcome.warning is not None
+    assert "differing at the destination" in outcome.warning
+    assert "victim.txt" in outcome.warning
 
 
 def test_failed_copy_keeps_that_file_and_fails(make_config: Any, tmp_path: Path) -> None:
@@ -212,7 +241,8 @@ def test_a_clean_delete_needs_no_second_look_at_the_source(
     assert outcome.status == "completed", outcome.error
     assert outcome.deletion.files_deleted == 60
     commands = [c for w, c, _ in calls(log) if w == "start"]
-    assert commands[commands.index("delete") :] == ["delete"]
+    # Only the two probe files are removed after the delete; no listing.
+    assert commands[commands.index("delete") :] == ["delete", "deletefile", "deletefile"]
 
 
 def test_first_listing_runs_beside_the_transfer_and_ends_before_the_check(
@@ -229,7 +259,8 @@ def test_first_listing_runs_beside_the_transfer_and_ends_before_the_check(
     assert outcome.deletion.files_deleted == 50
     seen = calls(log)
     commands = [c for w, c, _ in seen if w == "start"]
-    assert commands.count("lsjson") == 2  # no listing taken again after the transfer
+    # The early listing, the look for the source's probe, the second listing; no other.
+    assert commands.count("lsjson") == 3
     at = {(w, c): t for w, c, t in reversed(seen)}  # the first of each
     assert at["start", "lsjson"] < at["end", "copy"]  # beside the transfer
     assert at["end", "lsjson"] <= at["start", "check"]  # but done before the check
@@ -248,9 +279,9 @@ def test_a_failed_first_listing_is_taken_again_after_the_transfer(
     assert tree(src) == {}
     seen = calls(log)
     listings = [t for w, c, t in seen if (w, c) == ("start", "lsjson")]
-    assert len(listings) == 3
+    assert len(listings) == 4  # early (failed), probe look, taken again, second listing
     copy_end = next(t for w, c, t in seen if (w, c) == ("end", "copy"))
-    assert listings[1] >= copy_end  # taken again, after the transfer
+    assert listings[2] >= copy_end  # taken again, after the transfer
 
 
 def test_cancel_while_the_first_listing_runs_deletes_nothing(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mqtt_backup.engine import verify as v
 from tests.integration.rclone_servers import WebdavServer, tree, webdav_server, write_tree
 from tests.integration.test_engine_transfer import run_job
 
@@ -31,19 +30,18 @@ def test_copy_to_webdav(make_config: Any, tmp_path: Path, webdav_server: WebdavS
     assert tree(webdav_server.root / "backup") == FILES
 
 
-def test_checksum_without_common_hash_deletes_nothing(
+def test_checksum_without_common_hash_is_refused_and_names_download(
     make_config: Any, tmp_path: Path, webdav_server: WebdavServer
 ) -> None:
     src = tmp_path / "src"
     write_tree(src, FILES, mtime=OLD)
     outcome, _ = run_job(make_config, tmp_path, job(src, webdav_server, mode="verify_then_delete"))
-    assert outcome.status == "completed", outcome.error
+    assert outcome.status == "failed"
+    assert outcome.error is not None and "verify to download" in outcome.error
+    assert not outcome.retryable
     assert tree(src) == FILES
     assert tree(webdav_server.root / "backup") == FILES
-    assert outcome.deletion.files_verified == 0
     assert outcome.deletion.files_deleted == 0
-    assert outcome.deletion.files_kept == len(FILES)
-    assert outcome.kept_reasons == {v.NO_COMMON_HASH: len(FILES)}
 
 
 def test_download_verifies_and_deletes(

@@ -49,21 +49,45 @@ def test_every_reason() -> None:
     assert result.kept == {
         v.TOO_YOUNG: 1,
         v.CHANGED: 2,
-        v.DIFFER: 1,
+        v.DIFFERS: 1,
         v.MISSING: 1,
         v.CHECK_ERROR: 1,
         v.NOT_CHECKED: 1,
-        v.NOT_IN_FIRST_LISTING: 1,
+        v.APPEARED: 1,
         v.NOT_LISTABLE: 1,
     }
     assert result.verified == 2  # ok and young: proven; young is kept for its age
+    assert result.kept_files[v.CHANGED] == ["changed", "gone"]
+    assert result.kept_files[v.DIFFERS] == ["bad"]
 
 
-def test_no_common_hash_keeps_every_match() -> None:
-    result = plan(hashes_unverifiable=True)
-    assert result.delete == []
-    assert result.verified == 0
-    assert result.kept[v.NO_COMMON_HASH] == 4
+def test_kept_names_are_capped() -> None:
+    before = {f"f{i:02}": (1, NEW) for i in range(20)}
+    result = v.plan_deletion(
+        matched=set(before), before=before, after=before, not_modified_after=CUTOFF
+    )
+    assert result.kept == {v.TOO_YOUNG: 20}
+    assert result.kept_files[v.TOO_YOUNG] == [f"f{i:02}" for i in range(v.NAMES_KEPT)]
+
+
+def test_warning_names_what_a_later_run_will_not_settle() -> None:
+    assert v.kept_warning({v.TOO_YOUNG: 3, v.CHANGED: 1, v.DRY_RUN: 2}, {}) is None
+    sentence = v.kept_warning(
+        {v.TOO_YOUNG: 3, v.DIFFERS: 1, v.MISSING: 3},
+        {v.DIFFERS: ["a.jpg"], v.MISSING: ["b", "c", "d"]},
+    )
+    assert sentence == (
+        "kept source files not proven at the destination: 3 files missing at the "
+        "destination (b, c, …); 1 file differing at the destination even after a second "
+        "copy (a.jpg)"
+    )
+
+
+def test_unaccounted_are_files_both_listings_saw_and_no_report_named() -> None:
+    before = {"a": (1, OLD), "b": (1, OLD), "c": (1, OLD), "gone": (1, OLD), "x\ny": (1, OLD)}
+    after = {"a": (1, OLD), "b": (2, OLD), "c": (1, OLD), "new": (1, OLD), "x\ny": (1, OLD)}
+    assert v.unaccounted(before, after, {"a"}, {"b"}, set(), set()) == ["c"]
+    assert v.unaccounted(before, after, {"a"}, set(), {"b"}, {"c"}) == []
 
 
 def test_paths_in_no_listing_are_not_counted() -> None:
@@ -77,7 +101,7 @@ def test_matched_but_not_in_first_listing_is_kept() -> None:
     result = v.plan_deletion(
         matched={"a"}, before={}, after={"a": (1, OLD)}, not_modified_after=CUTOFF
     )
-    assert result.delete == [] and result.kept == {v.NOT_IN_FIRST_LISTING: 1}
+    assert result.delete == [] and result.kept == {v.APPEARED: 1}
 
 
 def test_unparsable_time_is_too_young() -> None:
