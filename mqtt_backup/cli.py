@@ -17,7 +17,7 @@ from mqtt_backup import __version__
 from mqtt_backup.config import AppConfig
 from mqtt_backup.config_loader import config_path, load_config
 from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
-from mqtt_backup.history import History
+from mqtt_backup.history import History, RunRecord
 from mqtt_backup.logs import setup as setup_logging
 from mqtt_backup.secrets import secret_values
 from mqtt_backup.state import iso, newer
@@ -146,7 +146,7 @@ def run_job(config: AppConfig, job_id: str, *, dry_run: bool = False) -> int:
             display.stop()
             if publisher is not None:
                 publisher.stop()
-    print(summary(final) + (" (dry run: nothing was deleted)" if dry_run else ""))
+    print(summary(final))
     return EXIT_OK if final.status == "completed" else EXIT_FAILED
 
 
@@ -205,6 +205,16 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
     return EXIT_OK
 
 
+def _kept(run: RunRecord) -> str:
+    """The kept count, then each reason with its first file names."""
+    lines = [str(run.files_kept)]
+    for reason, detail in sorted(run.kept_reasons().items()):
+        files = detail.get("files") or []
+        names = ", ".join(str(name) for name in files) if isinstance(files, list) else ""
+        lines.append(f"{reason} {detail.get('count')}" + (f": {names}" if names else ""))
+    return "\n".join(lines)
+
+
 def show_history(config: AppConfig, job_id: str, limit: int) -> int:
     if job_id not in config.jobs:
         return _unknown_job(config, job_id)
@@ -224,7 +234,7 @@ def show_history(config: AppConfig, job_id: str, limit: int) -> int:
             str(r.files_transferred),
             str(r.bytes_transferred),
             str(r.files_deleted),
-            str(r.files_kept),
+            _kept(r),
             r.error or "",
         )
     Console(width=160).print(table)

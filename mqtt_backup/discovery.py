@@ -151,8 +151,12 @@ def job_entities(mqtt: MqttConfig, topics: Topics, config: AppConfig, job_id: st
             {
                 "state_topic": state,
                 "device_class": "problem",
-                "value_template": "{{ 'ON' if (value_json.last_result | default(None)) in "
-                "['failed', 'interrupted'] else 'OFF' }}",
+                # On after a failure, and after a completed run that kept files it could not
+                # prove at the destination (its warning is in ``error``).
+                "value_template": "{% set r = value_json.last_result | default(None) %}"
+                "{{ 'ON' if r in ['failed', 'interrupted'] or (r == 'completed' and "
+                "value_json.status == 'completed' and value_json.error | default(None)) "
+                "else 'OFF' }}",
             },
         ),
         Entity(

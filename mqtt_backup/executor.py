@@ -16,6 +16,7 @@ from mqtt_backup.engine.events import Event, Progress, RunOutcome
 from mqtt_backup.errors import JobBusy, MqttBackupError
 from mqtt_backup.history import History
 from mqtt_backup.locks import JobLock, is_locked
+from mqtt_backup.progress import summary
 from mqtt_backup.state import JobState, Trigger
 
 logger = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class JobExecutor:
         dry_run: bool,
         attempt: int,
     ) -> tuple[JobState, bool]:
-        running = st.started(self.state(job_id), run_id, trigger, st.utcnow())
+        running = st.started(self.state(job_id), run_id, trigger, st.utcnow(), dry_run=dry_run)
         self.history.start_run(running, attempt, dry_run)
         logger.info("job %s run %s started (%s, attempt %d)", job_id, run_id, trigger, attempt)
         self._set(running)
@@ -271,25 +272,23 @@ class JobExecutor:
             outcome = RunOutcome("failed", error="internal error; see the log")
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
-        return self._finish(
-            st.finished(self.state(job_id), outcome, st.utcnow())
-        ), outcome.retryable
+        final = st.finished(self.state(job_id), outcome, st.utcnow())
+        return self._finish(final, outcome.kept_files), outcome.retryable
 
-    def _finish(self, final: JobState) -> JobState:
-        self.history.finish_run(final)
+    def _finish(self, final: JobState, kept_files: dict[str, list[str]] | None = None) -> JobState:
+        self.history.finish_run(final, kept_files)
         self._set(final)
-        d = final.deletion
-        logger.info(
-            "job %s run %s %s in %.1fs: %d files, %d bytes%s%s",
-            final.job_id,
-            final.run_id,
-            final.status,
-            final.duration_seconds or 0,
-            final.files_transferred,
-            final.bytes_transferred,
-            f"; deleted {d.files_deleted}, kept {d.files_kept}" if d.enabled else "",
-            f"; {final.error}" if final.error else "",
-        )
+        logger.info("run %s: %s", final.run_id, summary(final))
+        for reason, names in sorted((kept_files or {}).items()):
+            count = final.deletion.kept.get(reason, len(names))
+            logger.info(
+                "job %s: kept %d file(s), %s: %s%s",
+                final.job_id,
+                count,
+                reason,
+                ", ".join(names),
+                ", …" if count > len(names) else "",
+            )
         for listener in self._listeners:
             try:
                 listener.run_finished(final)

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS runs (
     bytes_deleted INTEGER NOT NULL DEFAULT 0,
     files_kept INTEGER NOT NULL DEFAULT 0,
     error TEXT,
-    dry_run INTEGER NOT NULL DEFAULT 0
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    kept TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job_id, started_at);
 CREATE TABLE IF NOT EXISTS job_states (
@@ -48,6 +49,13 @@ CREATE TABLE IF NOT EXISTS settings (
     PRIMARY KEY (job_id, key)
 );
 """
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns that later versions keep to a history an older version created."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "kept" not in columns:
+        db.execute("ALTER TABLE runs ADD COLUMN kept TEXT")
 
 
 def _ms(moment: datetime | None) -> str | None:
@@ -72,6 +80,24 @@ class RunRecord:
     files_kept: int
     error: str | None
     dry_run: bool
+    kept: str | None = None
+
+    def kept_reasons(self) -> dict[str, dict[str, object]]:
+        """Kept files by reason: ``{"differs": {"count": 1, "files": ["a.jpg"]}}``."""
+        try:
+            found = json.loads(self.kept) if self.kept else {}
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}
+
+
+_COLUMNS = ", ".join(RunRecord.__dataclass_fields__)
+
+
+def _record(row: tuple[object, ...]) -> RunRecord:
+    values = list(row)
+    values[14] = bool(values[14])  # dry_run
+    return RunRecord(*values)  # type: ignore[arg-type]
 
 
 class History:
@@ -89,6 +115,7 @@ class History:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            _migrate(db)
             self._db = db
         return self
 
@@ -132,14 +159,23 @@ class History:
             )
             self._save_state(db, state)
 
-    def finish_run(self, state: JobState) -> None:
-        """Record the terminal state of a run and make it the job's last state."""
+    def finish_run(
+        self, state: JobState, kept_files: dict[str, list[str]] | None = None
+    ) -> None:
+        """Record the terminal state of a run and make it the job's last state.
+
+        ``kept_files`` names the first few source files kept for each reason.
+        """
         d = state.deletion
+        kept = {
+            reason: {"count": count, "files": (kept_files or {}).get(reason, [])}
+            for reason, count in d.kept.items()
+        }
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET finished_at=?, status=?, bytes_transferred=?,"
                 " files_transferred=?, files_verified=?, files_deleted=?, bytes_deleted=?,"
-                " files_kept=?, error=? WHERE run_id=?",
+                " files_kept=?, error=?, kept=? WHERE run_id=?",
                 (
                     _ms(state.finished_at),
                     state.status,
@@ -150,6 +186,7 @@ class History:
                     d.bytes_deleted,
                     d.files_kept,
                     state.error,
+                    json.dumps(kept) if kept else None,
                     state.run_id,
                 ),
             )
@@ -159,20 +196,20 @@ class History:
         """The job's most recent runs, newest first."""
         with self._tx() as db:
             rows = db.execute(
-                f"SELECT {', '.join(RunRecord.__slots__)} FROM runs"  # noqa: S608 - fixed names
+                f"SELECT {_COLUMNS} FROM runs"  # noqa: S608 - fixed names
                 " WHERE job_id=? ORDER BY started_at DESC, rowid DESC LIMIT ?",
                 (job_id, limit),
             ).fetchall()
-        return [RunRecord(*row[:-1], bool(row[-1])) for row in rows]
+        return [_record(row) for row in rows]
 
     def running_runs(self) -> list[RunRecord]:
         """Runs recorded as running: their process may have died (invariant 2)."""
         with self._tx() as db:
             rows = db.execute(
-                f"SELECT {', '.join(RunRecord.__slots__)} FROM runs"  # noqa: S608 - fixed names
+                f"SELECT {_COLUMNS} FROM runs"  # noqa: S608 - fixed names
                 " WHERE status IN ('running', 'queued') ORDER BY started_at",
             ).fetchall()
-        return [RunRecord(*row[:-1], bool(row[-1])) for row in rows]
+        return [_record(row) for row in rows]
 
     def last_success(self, job_id: str) -> datetime | None:
         with self._tx() as db:
@@ -186,7 +223,9 @@ class History:
     def last_started(self, job_id: str) -> datetime | None:
         with self._tx() as db:
             row = db.execute(
-                "SELECT MAX(started_at) FROM runs WHERE job_id=?", (job_id,)
+                # A dry run backed nothing up: it must not hold back a due or missed run.
+                "SELECT MAX(started_at) FROM runs WHERE job_id=? AND dry_run=0",
+                (job_id,),
             ).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 

@@ -116,16 +116,22 @@ def _size(value: float) -> str:
 
 
 def summary(state: JobState) -> str:
-    """One line saying how a run ended."""
-    parts = [f"{state.job_id}: {state.status}"]
+    """One line saying how a run ended; a dry run says what it would have done."""
+    dry = state.dry_run
+    parts = [f"{state.job_id}: {'dry run ' if dry else ''}{state.status}"]
     if state.duration_seconds is not None:
         parts.append(f"in {state.duration_seconds:.1f}s")
-    parts.append(f"— {state.files_transferred} files, {_size(state.bytes_transferred)}")
+    files = f"{state.files_transferred} files, {_size(state.bytes_transferred)}"
+    parts.append(f"— would transfer {files}" if dry else f"— {files}")
     d = state.deletion
-    if d.enabled:
+    if d.enabled and dry:
+        parts.append(f"— verified {d.files_verified}, would delete {d.kept.get('dry_run', 0)}")
+    elif d.enabled:
+        reasons = ", ".join(f"{why} {n}" for why, n in sorted(d.kept.items()))
         parts.append(
             f"— verified {d.files_verified}, deleted {d.files_deleted} "
             f"({_size(d.bytes_deleted)}), kept {d.files_kept}"
+            + (f" ({reasons})" if reasons else "")
         )
     if state.error:
         parts.append(f"— {state.error}")

@@ -40,6 +40,8 @@ class DeletionState(_Frozen):
     files_deleted: int = 0
     bytes_deleted: int = 0
     files_kept: int = 0
+    # Why files were kept, by reason (engine/verify.py names them): too_young, differs, …
+    kept: dict[str, int] = {}
 
 
 class JobState(_Frozen):
@@ -67,6 +69,8 @@ class JobState(_Frozen):
     last_result: Status | None = None
     next_run_at: datetime | None = None
     enabled: bool = True
+    # A dry run transfers and deletes nothing, so it never counts as a success.
+    dry_run: bool = False
     error: str | None = None
     updated_at: datetime | None = None
 
@@ -129,11 +133,14 @@ def queued(state: JobState, run_id: str, trigger: Trigger, now: datetime) -> Job
     )
 
 
-def started(state: JobState, run_id: str, trigger: Trigger, now: datetime) -> JobState:
+def started(
+    state: JobState, run_id: str, trigger: Trigger, now: datetime, *, dry_run: bool = False
+) -> JobState:
     """A run begins with the transfer."""
     reset = _reset_run(state, run_id, trigger)
     return reset.model_copy(
         update={
+            "dry_run": dry_run,
             "status": "running",
             "phase": "transferring",
             "started_at": now,
@@ -163,6 +170,7 @@ def _reset_run(state: JobState, run_id: str, trigger: Trigger) -> JobState:
             "finished_at": None,
             "duration_seconds": None,
             "error": None,
+            "dry_run": False,
             "deletion": _deletion_config(state.deletion.mode),
         }
     )
@@ -202,7 +210,10 @@ def apply(state: JobState, event: Event, now: datetime) -> JobState:
     return state.model_copy(update=update)
 
 
-def _with_counts(deletion: DeletionState, counts: DeletionCounts) -> DeletionState:
+def _with_counts(
+    deletion: DeletionState, counts: DeletionCounts, kept: dict[str, int] | None = None
+) -> DeletionState:
+    extra = {} if kept is None else {"kept": dict(kept)}
     return deletion.model_copy(
         update={
             "files_verified": counts.files_verified,
@@ -210,27 +221,34 @@ def _with_counts(deletion: DeletionState, counts: DeletionCounts) -> DeletionSta
             "bytes_deleted": counts.bytes_deleted,
             "files_kept": counts.files_kept,
         }
+        | extra
     )
 
 
-def _final_counts(deletion: DeletionState, counts: DeletionCounts) -> DeletionState:
+def _final_counts(deletion: DeletionState, outcome: RunOutcome) -> DeletionState:
     # An outcome without counts (a run that stopped early) keeps what the events reported.
-    return deletion if counts == DeletionCounts() else _with_counts(deletion, counts)
+    if outcome.deletion == DeletionCounts():
+        return deletion
+    return _with_counts(deletion, outcome.deletion, outcome.kept_reasons)
 
 
 def finished(state: JobState, outcome: RunOutcome, now: datetime) -> JobState:
-    """The terminal state of a run."""
+    """The terminal state of a run.
+
+    A completed run's warning takes the ``error`` field, so Home Assistant's Error sensor
+    names it and its Problem sensor turns on; a dry run never moves ``last_success_at``.
+    """
     update: dict[str, object] = {
         "status": outcome.status,
         "phase": "done",
         "finished_at": now,
         "updated_at": now,
         "last_result": outcome.status,
-        "error": outcome.error,
+        "error": outcome.error or outcome.warning,
         "speed_bytes": 0,
         "eta_seconds": None if outcome.status != "completed" else 0,
         "duration_seconds": _seconds(state.started_at, now) if state.started_at else 0.0,
-        "deletion": _final_counts(state.deletion, outcome.deletion).model_copy(
+        "deletion": _final_counts(state.deletion, outcome).model_copy(
             update={"phase": "done" if state.deletion.enabled else None}
         ),
     }
@@ -243,7 +261,9 @@ def finished(state: JobState, outcome: RunOutcome, now: datetime) -> JobState:
             "errors": outcome.progress.errors,
         }
     if outcome.status == "completed":
-        update |= {"percent": 100, "last_success_at": now}
+        update["percent"] = 100
+        if not state.dry_run:
+            update["last_success_at"] = now
     elif outcome.progress is not None:
         update["percent"] = round(outcome.progress.percent, 1)
     return state.model_copy(update=update)

@@ -137,7 +137,12 @@ def test_dry_run_changes_nothing(tmp_path: Path, job_config) -> None:  # type: i
     assert result.returncode == 0, result.stderr
     assert tree(tmp_path / "src") == FILES
     assert not (tmp_path / "dst").exists() or tree(tmp_path / "dst") == {}
-    assert "dry run: nothing was deleted" in result.stdout
+    assert "docs: dry run completed" in result.stdout
+    assert "would transfer 4 files" in result.stdout
+    status = run_cli(config, "status", "--json")
+    state = json.loads(status.stdout)["docs"]
+    assert state["dry_run"] is True and state["status"] == "completed"
+    assert state["last_success_at"] is None  # a dry run is never a success
 
 
 def test_second_run_of_a_running_job_is_refused(tmp_path: Path, job_config) -> None:  # type: ignore[no-untyped-def]

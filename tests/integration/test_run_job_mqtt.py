@@ -74,6 +74,7 @@ def test_late_subscriber_sees_the_completed_verify_then_delete_run(
         "files_deleted": len(FILES),
         "bytes_deleted": sum(len(v) for v in FILES.values()),
         "files_kept": 0,
+        "kept": {},
     }
     assert state["finished_at"].endswith("Z")
     assert state["last_success_at"] == state["finished_at"]

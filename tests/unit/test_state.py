@@ -41,6 +41,7 @@ def test_payload_has_every_field_of_the_contract() -> None:
         "next_run_at",
         "error",
         "updated_at",
+        "dry_run",
     ):
         assert key in payload
     assert set(payload["deletion"]) == {
@@ -51,6 +52,7 @@ def test_payload_has_every_field_of_the_contract() -> None:
         "files_deleted",
         "bytes_deleted",
         "files_kept",
+        "kept",
     }
     assert payload["started_at"] == "2026-11-29T03:00:00Z"
     assert payload["status"] == "running"
@@ -76,6 +78,7 @@ def test_a_full_verify_then_delete_run() -> None:
             "completed",
             progress=Progress(200, 200, files=4, total_files=4),
             deletion=DeletionCounts(4, 3, 150, 1),
+            kept_reasons={"too_young": 1},
         ),
         T0 + timedelta(seconds=30),
     )
@@ -91,7 +94,9 @@ def test_a_full_verify_then_delete_run() -> None:
         "files_deleted": 3,
         "bytes_deleted": 150,
         "files_kept": 1,
+        "kept": {"too_young": 1},
     }
+    assert payload["error"] is None
     assert payload["last_success_at"] == "2026-11-29T03:00:30Z"
     assert payload["finished_at"] == "2026-11-29T03:00:30Z"
     assert payload["duration_seconds"] == 30.0
@@ -171,3 +176,29 @@ def test_newer_picks_the_state_updated_last() -> None:
     assert st.newer(same, old) is same  # a tie keeps the first
     unknown = old.model_copy(update={"updated_at": None})
     assert st.newer(unknown, new) is unknown
+
+
+def test_a_warning_ends_a_completed_run_with_an_error_sentence() -> None:
+    sentence = "kept source files not proven at the destination: 1 file missing"
+    final = st.finished(
+        running(),
+        RunOutcome("completed", deletion=DeletionCounts(4, 3, 150, 1), warning=sentence),
+        T0 + timedelta(seconds=30),
+    )
+    assert final.status == "completed" and final.error == sentence
+    assert final.last_success_at == T0 + timedelta(seconds=30)
+
+
+def test_a_dry_run_is_never_a_success() -> None:
+    before = T0 - timedelta(days=3)
+    state = st.initial("photos", "Photos", "verify_then_delete").model_copy(
+        update={"last_success_at": before}
+    )
+    dry = st.started(state, "r2", "cli", T0, dry_run=True)
+    assert dry.dry_run
+    final = st.finished(dry, RunOutcome("completed"), T0 + timedelta(seconds=5))
+    assert final.status == "completed" and final.dry_run
+    assert final.last_success_at == before
+    assert json.loads(final.to_json())["dry_run"] is True
+    again = st.started(final, "r3", "schedule", T0 + timedelta(minutes=1))
+    assert not again.dry_run
