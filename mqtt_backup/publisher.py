@@ -463,7 +463,7 @@ class Publisher:
         if message.qos > 0:
             # Acknowledgements arrive mostly in order: dropping them from the front keeps
             # each send O(1) (a full scan per send made 1,000 jobs' start-up quadratic).
-            while self._inflight and self._inflight[0].is_published():
+            while self._inflight and _settled(self._inflight[0]):
                 self._inflight.popleft()
             self._inflight.append(info)
 
@@ -476,6 +476,17 @@ class Publisher:
                 info.wait_for_publish(remaining)
             except (RuntimeError, ValueError):
                 break  # paho: the message can no longer be sent (connection gone)
-        unacked = sum(1 for i in self._inflight if not i.is_published())
+        unacked = sum(1 for i in self._inflight if not _settled(i))
         if unacked:
             logger.warning("%d MQTT messages were not acknowledged before disconnecting", unacked)
+
+
+def _settled(info: mqtt.MQTTMessageInfo) -> bool:
+    """Acknowledged, or never sent: paho raises for a publish made as the connection dropped.
+
+    The message is not lost: the latest state of each job is sent again on reconnect.
+    """
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return True
