@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from mqtt_backup.crontab import CrontabTrigger
 
 _EVERY = re.compile(r"^every\s+(\S+)$", re.IGNORECASE)
+# Shorter intervals would run a backup back to back; longer ones are a calendar matter, which a
+# cron line says better ("0 3 1 1 *" is once a year) and which the trigger's arithmetic must not
+# carry past the year 9999.
+MIN_INTERVAL = timedelta(seconds=1)
+MAX_INTERVAL = timedelta(days=366)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -27,6 +32,11 @@ def _crontab(text: str, timezone: tzinfo | None) -> CrontabTrigger:
     from mqtt_backup.crontab import CrontabTrigger
 
     return CrontabTrigger(text, timezone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fires_ever(text: str) -> bool:
+    return _crontab(text, UTC).fires_ever()
 
 
 class Schedule(BaseModel):
@@ -69,9 +79,17 @@ def parse_schedule(text: str) -> Schedule:
     text = " ".join(text.split())
     every = _EVERY.match(text)
     if every:
-        interval = parse_duration(every.group(1))
-        if interval < timedelta(seconds=1):
+        try:
+            interval = parse_duration(every.group(1))
+        except OverflowError:
+            interval = timedelta.max
+        if interval < MIN_INTERVAL:
             raise ValueError("an interval schedule must be at least 'every 1s'")
+        if interval > MAX_INTERVAL:
+            raise ValueError(
+                "an interval schedule can be at most 'every 366d'; for rarer runs write a "
+                "cron line, like '0 3 1 1 *' for once a year"
+            )
         return Schedule(
             kind="interval",
             text=f"every {format_duration(interval)}",
@@ -83,7 +101,11 @@ def parse_schedule(text: str) -> Schedule:
             "nor an interval (like 'every 6h')"
         )
     try:
-        _crontab(text, UTC)
+        fires = _fires_ever(text)
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from None
+    if not fires:
+        raise ValueError(
+            f"{text!r} never runs: no month has the day it names (check the day and month fields)"
+        )
     return Schedule(kind="cron", text=text)
