@@ -183,10 +183,12 @@ class History:
             ).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
-    def last_started(self, job_id: str) -> datetime | None:
+    def last_started(self, job_id: str, before: datetime | None = None) -> datetime | None:
+        """The latest start of the job, or the latest not after ``before``."""
         with self._tx() as db:
             row = db.execute(
-                "SELECT MAX(started_at) FROM runs WHERE job_id=?", (job_id,)
+                "SELECT MAX(started_at) FROM runs WHERE job_id=? AND (? IS NULL OR started_at<=?)",
+                (job_id, _ms(before), _ms(before)),
             ).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
