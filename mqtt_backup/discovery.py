@@ -23,6 +23,8 @@ PHASE_OPTIONS = ["transferring", "verifying", "deleting", "done"]
 EVENT_TYPES = ["completed", "failed", "cancelled", "interrupted"]
 # HA rejects a state longer than 255 characters; the error sentence is cut short of it.
 MAX_STATE_LENGTH = 250
+# Seconds a last success may lie ahead of Home Assistant's clock before it counts as overdue.
+FUTURE_SUCCESS_SLACK = 3600
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,11 @@ def _overdue_template(stale_seconds: float | None) -> str:
         return "OFF"
     return (
         "{% set s = value_json.last_success_at | default(None) %}"
-        f"{{% if s %}}{{{{ 'ON' if (now() - as_datetime(s)).total_seconds() > {int(stale_seconds)}"
-        " else 'OFF' }}"
+        "{% if s %}{% set age = (now() - as_datetime(s)).total_seconds() %}"
+        # A last success ahead of Home Assistant's clock by more than two hosts' clocks differ
+        # was recorded under a wrong clock: it proves nothing, and would otherwise look fresh
+        # until that date.
+        f"{{{{ 'ON' if age > {int(stale_seconds)} or age < -{FUTURE_SUCCESS_SLACK} else 'OFF' }}}}"
         # Never succeeded: overdue once a run has ended without success; a job that has not
         # run yet is not overdue (it may simply not have reached its first scheduled time).
         "{% elif value_json.finished_at | default(None) %}ON{% else %}OFF{% endif %}"

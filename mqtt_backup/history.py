@@ -220,12 +220,14 @@ class History:
             ).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
-    def last_started(self, job_id: str) -> datetime | None:
+    def last_started(self, job_id: str, before: datetime | None = None) -> datetime | None:
+        """The latest start of the job, or the latest not after ``before``."""
         with self._tx() as db:
             row = db.execute(
                 # A dry run backed nothing up: it must not hold back a due or missed run.
-                "SELECT MAX(started_at) FROM runs WHERE job_id=? AND dry_run=0",
-                (job_id,),
+                "SELECT MAX(started_at) FROM runs WHERE job_id=? AND dry_run=0"
+                " AND (? IS NULL OR started_at<=?)",
+                (job_id, _ms(before), _ms(before)),
             ).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -13,63 +13,30 @@ from mqtt_backup.durations import format_duration, parse_duration
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
-    from apscheduler.triggers.cron import CronTrigger
+
+    from mqtt_backup.crontab import CrontabTrigger
 
 _EVERY = re.compile(r"^every\s+(\S+)$", re.IGNORECASE)
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# Shorter intervals would run a backup back to back; longer ones are a calendar matter, which a
+# cron line says better ("0 3 1 1 *" is once a year) and which the trigger's arithmetic must not
+# carry past the year 9999.
+MIN_INTERVAL = timedelta(seconds=1)
+MAX_INTERVAL = timedelta(days=366)
 
 
-def _cron_trigger(text: str, timezone: tzinfo | None) -> CronTrigger:
-    # Imported here: APScheduler pulls in asyncio and importlib.metadata (~40 ms), which a
-    # run-job of a config without cron schedules never needs.
-    from apscheduler.triggers.cron import CronTrigger
+@functools.lru_cache(maxsize=4096)
+def _crontab(text: str, timezone: tzinfo | None) -> CrontabTrigger:
+    # Cached: a trigger holds no state between calls, and a config of 1,000 jobs often has a
+    # handful of lines. Imported here: APScheduler pulls in asyncio and importlib.metadata
+    # (~40 ms), which a run-job of a config without cron schedules never needs.
+    from mqtt_backup.crontab import CrontabTrigger
 
-    minute, hour, day, month, weekday = text.split(" ")
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=_crontab_weekdays(weekday),
-        timezone=timezone,
-    )
+    return CrontabTrigger(text, timezone)
 
 
-def _crontab_weekdays(field: str) -> str:
-    """Numeric crontab weekdays (0 or 7 = Sunday) as names.
-
-    APScheduler 3 numbers weekdays from Monday = 0, so "0 3 * * 0" would run on Mondays.
-    """
-    if not any(ch.isdigit() for ch in field):
-        return field
-    days: set[int] = set()
-    for item in field.split(","):
-        span, _, step_text = item.partition("/")
-        step = int(step_text) if step_text else 1
-        if span == "*":
-            first, last = 0, 6
-        elif "-" in span:
-            first_text, last_text = span.split("-", 1)
-            first, last = _weekday_number(first_text), _weekday_number(last_text)
-        else:
-            first = last = _weekday_number(span)
-            if step_text:
-                last = 6
-        if last == 0 and first > 0:
-            last = 7
-        if first > last or step < 1:
-            raise ValueError(f"weekday range {item!r} is not valid")
-        days.update(d % 7 for d in range(first, last + 1, step))
-    return ",".join(_DAYS[d] for d in sorted(days))
-
-
-def _weekday_number(text: str) -> int:
-    text = text.strip().lower()
-    if text in _DAYS:
-        return _DAYS.index(text)
-    if not text.isdigit() or int(text) > 7:
-        raise ValueError(f"weekday {text!r} is not 0-7 or a day name")
-    return int(text)
+@functools.lru_cache(maxsize=4096)
+def _fires_ever(text: str) -> bool:
+    return _crontab(text, UTC).fires_ever()
 
 
 class Schedule(BaseModel):
@@ -82,32 +49,29 @@ class Schedule(BaseModel):
     interval_seconds: float = 0.0
 
     def trigger(self, timezone: tzinfo | None = None) -> BaseTrigger:
-        """The APScheduler trigger that fires on this schedule."""
+        """The APScheduler trigger that fires on this schedule (cron: in ``timezone``)."""
         if self.kind == "interval":
             from apscheduler.triggers.interval import IntervalTrigger
 
-            return IntervalTrigger(seconds=self.interval_seconds, timezone=timezone or UTC)
-        return _cron_trigger(self.text, timezone)
+            # UTC: an interval is real time, and APScheduler compares datetimes of one zone by
+            # their wall-clock reading, which repeats for an hour when clocks go back.
+            return IntervalTrigger(seconds=self.interval_seconds, timezone=UTC)
+        return _crontab(self.text, timezone)
 
     def period(self) -> timedelta:
-        """The usual time between two runs (for cron, the gap after the next fire time)."""
+        """The longest time between two runs: the interval, or a cron line's longest gap."""
         if self.kind == "interval":
             return timedelta(seconds=self.interval_seconds)
-        return _cron_period(self.text)
+        return _cron_period(self.text, datetime.now(UTC).date())
 
     def __str__(self) -> str:
         return self.text
 
 
 @functools.lru_cache(maxsize=4096)
-def _cron_period(text: str) -> timedelta:
-    # Cached: discovery asks for every job's period, and building a trigger costs ~1 ms.
-    trigger = _cron_trigger(text, UTC)
-    first = trigger.get_next_fire_time(None, datetime.now(UTC))
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
-    if first is None or second is None:
-        return timedelta(days=1)
-    return second - first
+def _cron_period(text: str, today: date) -> timedelta:
+    # Cached: discovery asks for every job's period, and a line's gaps take a year to survey.
+    return _crontab(text, UTC).longest_gap(today)
 
 
 def parse_schedule(text: str) -> Schedule:
@@ -115,9 +79,17 @@ def parse_schedule(text: str) -> Schedule:
     text = " ".join(text.split())
     every = _EVERY.match(text)
     if every:
-        interval = parse_duration(every.group(1))
-        if interval < timedelta(seconds=1):
+        try:
+            interval = parse_duration(every.group(1))
+        except OverflowError:
+            interval = timedelta.max
+        if interval < MIN_INTERVAL:
             raise ValueError("an interval schedule must be at least 'every 1s'")
+        if interval > MAX_INTERVAL:
+            raise ValueError(
+                "an interval schedule can be at most 'every 366d'; for rarer runs write a "
+                "cron line, like '0 3 1 1 *' for once a year"
+            )
         return Schedule(
             kind="interval",
             text=f"every {format_duration(interval)}",
@@ -129,7 +101,11 @@ def parse_schedule(text: str) -> Schedule:
             "nor an interval (like 'every 6h')"
         )
     try:
-        _cron_trigger(text, UTC)
+        fires = _fires_ever(text)
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from None
+    if not fires:
+        raise ValueError(
+            f"{text!r} never runs: no month has the day it names (check the day and month fields)"
+        )
     return Schedule(kind="cron", text=text)

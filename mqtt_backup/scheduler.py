@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -20,8 +21,10 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from mqtt_backup import clock
 from mqtt_backup import state as st
 from mqtt_backup.config import AppConfig, JobConfig
+from mqtt_backup.durations import format_duration
 from mqtt_backup.errors import JobBusy
 from mqtt_backup.executor import JobExecutor
 from mqtt_backup.history import History
@@ -64,9 +67,14 @@ def missed_fire(
     first scheduled); ``last_alive`` is the last sign of life of the previous service, so a fire
     that the running service skipped on purpose (the job was still busy) is not "missed".
     Without a reference there is nothing to compare: a never-seen job waits for its first fire.
+    Times in the future were recorded under a wrong clock and tell nothing: a future
+    ``last_alive`` is ignored, and a future ``reference`` gives None (what a start of unknown
+    date means is the caller's decision).
     """
-    if reference is None:
+    if reference is None or clock.from_the_future(reference, now):
         return None
+    if clock.from_the_future(last_alive, now):
+        last_alive = None
     since = max(reference, last_alive) if last_alive is not None else reference
     if schedule.kind == "interval":
         period = timedelta(seconds=schedule.interval_seconds)
@@ -105,9 +113,19 @@ _SKIP_NOTICE = _SkipNotice()
 class JobScheduler:
     """Fires every scheduled, enabled job through the executor; one APScheduler job per job."""
 
-    def __init__(self, executor: JobExecutor, history: History) -> None:
+    def __init__(
+        self,
+        executor: JobExecutor,
+        history: History,
+        *,
+        clock_check_interval: float = clock.CHECK_INTERVAL,
+        clock_offset: Callable[[], float] = clock.wall_minus_monotonic,
+    ) -> None:
         self._executor = executor
         self._history = history
+        self._clock_watch = clock.ClockWatch(
+            self._clock_set_back, interval=clock_check_interval, read=clock_offset
+        )
         self._lock = threading.RLock()
         self._scheduler: BackgroundScheduler | None = None
         self._config: AppConfig | None = None
@@ -136,28 +154,14 @@ class JobScheduler:
             )
             self._scheduler.start()
             self._config = config
-            now = datetime.now(UTC)
-            catch_ups = [
-                job_id
-                for job_id, job in config.jobs.items()
-                if self._needs_catch_up(job_id, job, last_alive, now)
-            ]
-            for job_id, job in config.jobs.items():
-                self._add(job_id, job, now, ran_now=job_id in catch_ups)
-            for job_id in catch_ups:
-                # A one-off job in the same pool: it shares the shutdown and thread naming.
-                self._scheduler.add_job(
-                    self._fire,
-                    DateTrigger(now, timezone=UTC),
-                    args=[job_id, "catch_up"],
-                    id=f"{job_id}.catch_up",
-                    misfire_grace_time=None,
-                )
+            catch_ups = self._schedule_all(config, last_alive, datetime.now(UTC))
+        self._clock_watch.start()
         self.refresh_all()
         return catch_ups
 
     def stop(self) -> None:
         """Stop firing; runs already started go on until the caller cancels them."""
+        self._clock_watch.stop()
         with self._lock:
             scheduler, self._scheduler = self._scheduler, None
             self._closed = True
@@ -195,7 +199,8 @@ class JobScheduler:
                 if job_id in self._built:
                     self._set_paused(job_id, not self._enabled(job_id))
                 else:
-                    self._add(job_id, job, now, ran_now=False)
+                    reference, _future = self._last_start(job_id, now)
+                    self._add(job_id, job, now, reference=reference)
         self.refresh_all()
 
     def set_enabled(self, job_id: str, enabled: bool) -> None:
@@ -240,25 +245,51 @@ class JobScheduler:
     def _signature(self, job: JobConfig) -> tuple[str, str]:
         return (job.schedule.text if job.schedule else "", str(job.catch_up))
 
-    def _reference(self, job_id: str) -> datetime | None:
-        """When the job last started, else when this service first scheduled it."""
-        started = self._history.last_started(job_id)
-        if started is not None:
-            return started
+    def _first_scheduled(self, job_id: str) -> datetime | None:
         first = self._history.setting(job_id, FIRST_SCHEDULED)
         return datetime.fromisoformat(first) if isinstance(first, str) else None
 
+    def _last_start(self, job_id: str, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """When the job last started (else when it was first scheduled), and a start to ignore.
+
+        A start recorded in the future was written under a wrong clock: scheduling from it
+        would hold the job back until that date. It is returned second (and logged), and the
+        latest start that is not in the future counts instead.
+        """
+        started = self._history.last_started(job_id)
+        future = started if clock.from_the_future(started, now) else None
+        if future is not None:
+            logger.warning(
+                "job %s: ignoring its last start %s, which lies in the future: the clock was "
+                "wrong then or is wrong now",
+                job_id,
+                st.iso(future),
+            )
+            started = self._history.last_started(job_id, before=now + clock.SLACK)
+        if started is not None:
+            return started, future
+        first = self._first_scheduled(job_id)
+        return (None if clock.from_the_future(first, now) else first), future
+
     def _needs_catch_up(
-        self, job_id: str, job: JobConfig, last_alive: datetime | None, now: datetime
+        self,
+        job_id: str,
+        job: JobConfig,
+        *,
+        reference: datetime | None,
+        future: datetime | None,
+        last_alive: datetime | None,
+        now: datetime,
     ) -> bool:
         if job.schedule is None or not job.catch_up or not self._enabled(job_id):
             return False
+        if reference is None and future is not None:
+            # It has run, but nobody knows when: a run now gives it a start (and a last
+            # success) that can be trusted.
+            logger.info("job %s: when it last ran is unknown; catching up", job_id)
+            return True
         missed = missed_fire(
-            job.schedule,
-            self._tz,
-            reference=self._reference(job_id),
-            last_alive=last_alive,
-            now=now,
+            job.schedule, self._tz, reference=reference, last_alive=last_alive, now=now
         )
         if missed is None:
             return False
@@ -267,30 +298,77 @@ class JobScheduler:
         )
         return True
 
+    def _schedule_all(
+        self, config: AppConfig, last_alive: datetime | None, now: datetime
+    ) -> list[str]:
+        """Add every scheduled job and the catch-up runs that are due; their job ids."""
+        assert self._scheduler is not None  # noqa: S101 - only called while started
+        catch_ups = []
+        for job_id, job in config.jobs.items():
+            if job.schedule is None:
+                continue
+            reference, future = self._last_start(job_id, now)
+            if self._needs_catch_up(
+                job_id, job, reference=reference, future=future, last_alive=last_alive, now=now
+            ):
+                catch_ups.append(job_id)
+                reference = now
+            self._add(job_id, job, now, reference=reference)
+        for job_id in catch_ups:
+            # A one-off job in the same pool: it shares the shutdown and thread naming.
+            self._scheduler.add_job(
+                self._fire,
+                DateTrigger(now, timezone=UTC),
+                args=[job_id, "catch_up"],
+                id=f"{job_id}.catch_up",
+                misfire_grace_time=None,
+                replace_existing=True,
+            )
+        return catch_ups
+
+    def _clock_set_back(self, seconds: float) -> None:
+        """Fire times computed before were read off the wrong clock: compute them again."""
+        logger.warning(
+            "the system clock was set back by %s; scheduling every job from the new time",
+            format_duration(timedelta(seconds=round(seconds))),
+        )
+        with self._lock:
+            if self._scheduler is None or self._config is None:
+                return
+            for job_id in list(self._built):
+                self._remove(job_id)
+            # The service was alive all along: only a job whose every start now lies in the
+            # future catches up.
+            now = datetime.now(UTC)
+            self._schedule_all(self._config, now, now)
+        self.refresh_all()
+
     def _trigger(
-        self, job_id: str, schedule: Schedule, now: datetime, ran_now: bool
+        self, schedule: Schedule, reference: datetime | None, now: datetime
     ) -> BaseTrigger:
         if schedule.kind != "interval":
             return schedule.trigger(self._tz)
         period = timedelta(seconds=schedule.interval_seconds)
-        reference = now if ran_now else self._reference(job_id)
         return IntervalTrigger(
             seconds=schedule.interval_seconds,
             start_date=interval_start(reference, period, now),
-            timezone=self._tz,
+            timezone=UTC,
         )
 
-    def _add(self, job_id: str, job: JobConfig, now: datetime, *, ran_now: bool) -> None:
+    def _add(
+        self, job_id: str, job: JobConfig, now: datetime, *, reference: datetime | None
+    ) -> None:
         if job.schedule is None or self._scheduler is None:
             return
-        if self._history.setting(job_id, FIRST_SCHEDULED) is None:
+        first = self._first_scheduled(job_id)
+        if first is None or clock.from_the_future(first, now):
             self._history.set_setting(job_id, FIRST_SCHEDULED, now.isoformat())
         options: dict[str, object] = {}
         if not self._enabled(job_id):
             options["next_run_time"] = None  # added paused
         self._scheduler.add_job(
             self._fire,
-            self._trigger(job_id, job.schedule, now, ran_now),
+            self._trigger(job.schedule, reference, now),
             args=[job_id, "schedule"],
             id=job_id,
             name=job_id,

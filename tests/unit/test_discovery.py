@@ -166,6 +166,17 @@ def test_overdue_for_never_succeeded_and_manual_jobs(config: Any) -> None:
     assert manual["overdue"]["value_template"] == "OFF"
 
 
+def test_a_last_success_in_the_future_is_overdue(config: Any) -> None:
+    # Recorded while the backup host's clock ran three years ahead: it proves nothing.
+    template = entities(discovery_messages(config, "photos"))["overdue"]["value_template"]
+    ahead = state_payload(finished_at=NOW, last_success_at=NOW + timedelta(days=3 * 365))
+    assert render(template, ahead, NOW) == "ON"
+    assert render(template, ahead, NOW + timedelta(days=3 * 365)) == "OFF"
+    # Two hosts' clocks a few minutes apart are no reason for an alarm.
+    skewed = state_payload(finished_at=NOW, last_success_at=NOW + timedelta(minutes=10))
+    assert render(template, skewed, NOW) == "OFF"
+
+
 def test_retained_topics_and_removal(config: Any) -> None:
     owned = job_retained_topics(config, "photos")
     assert owned == {"mqtt_backup/lab/jobs/photos/state", "homeassistant/device/lab_photos/config"}

@@ -89,3 +89,44 @@ def test_cron_weekdays_follow_crontab(field: str, days: set[str]) -> None:
         assert fire is not None
         seen.add(fire.strftime("%A"))
     assert seen == days
+
+
+@pytest.mark.parametrize("text", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_a_cron_that_can_never_fire_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="never runs"):
+        parse_schedule(text)
+
+
+@pytest.mark.parametrize("text", ["0 0 29 2 *", "0 0 31 2 1", "0 0 31 * *"])
+def test_rare_crons_are_accepted(text: str) -> None:
+    # February 29 comes every 4 years; "31 2 1" is every Monday in February (either day field).
+    assert parse_schedule(text).kind == "cron"
+
+
+@pytest.mark.parametrize("text", ["every 367d", "every 5000000d", "every 99999999999999w"])
+def test_absurd_intervals_are_refused_with_a_sentence(text: str) -> None:
+    with pytest.raises(ValueError, match="at most 'every 366d'"):
+        parse_schedule(text)
+
+
+def test_the_longest_interval_is_accepted() -> None:
+    assert parse_schedule("every 366d").period() == timedelta(days=366)
+
+
+def test_schedule_errors_name_the_key() -> None:
+    from mqtt_backup.config_loader import parse_config
+    from mqtt_backup.errors import ConfigError
+
+    text = (
+        "jobs:\n"
+        "  a: {source: /s, destination: /d, schedule: '0 0 31 2 *'}\n"
+        "  b: {source: /s, destination: /d, schedule: every 5000000d}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert info.value.errors == [
+        "jobs.a.schedule: '0 0 31 2 *' never runs: no month has the day it names "
+        "(check the day and month fields) (line 2)",
+        "jobs.b.schedule: an interval schedule can be at most 'every 366d'; for rarer runs "
+        "write a cron line, like '0 3 1 1 *' for once a year (line 3)",
+    ]

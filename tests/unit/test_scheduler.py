@@ -81,6 +81,21 @@ def test_cron_follows_the_configured_time_zone() -> None:
     assert missed == datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
 
 
+def test_cron_catch_up_follows_the_either_day_rule() -> None:
+    # "0 3 13 * 5": every Friday and every 13th. Tuesday 13 January 2026 was due.
+    schedule = parse_schedule("0 3 13 * 5")
+    monday = datetime(2026, 1, 12, 3, 0, 0, 4000, tzinfo=UTC)
+    now = datetime(2026, 1, 13, 4, 0, tzinfo=UTC)
+    missed = missed_fire(schedule, UTC, reference=monday, last_alive=None, now=now)
+    assert missed == datetime(2026, 1, 13, 3, 0, tzinfo=UTC)
+
+
+def test_a_last_sign_of_life_in_the_future_does_not_hide_a_missed_fire() -> None:
+    # The previous service wrote its heartbeat under a clock three years ahead.
+    ahead = at(3 * 365 * 24)
+    assert missed_fire(HOURLY, UTC, reference=T0, last_alive=ahead, now=at(1.5)) == at(1)
+
+
 def test_without_a_reference_nothing_is_missed() -> None:
     assert missed_fire(HOURLY, UTC, reference=None, last_alive=at(-100), now=at(100)) is None
 
@@ -116,7 +131,7 @@ def parts(make_config: Any, tmp_path: Path) -> Any:
     made: list[tuple[JobScheduler, History]] = []
 
     def build(
-        jobs: dict[str, Any], engine: FakeEngine, seed: Any = None
+        jobs: dict[str, Any], engine: FakeEngine, seed: Any = None, **options: Any
     ) -> tuple[JobScheduler, JobExecutor, History, AppConfig]:
         base = {"source": str(tmp_path / "src"), "destination": str(tmp_path / "dst")}
         config = make_config({"jobs": {job: base | extra for job, extra in jobs.items()}})
@@ -124,7 +139,7 @@ def parts(make_config: Any, tmp_path: Path) -> Any:
         if seed is not None:
             seed(history)
         executor = JobExecutor(config, history, engine=engine)
-        scheduler = JobScheduler(executor, history)
+        scheduler = JobScheduler(executor, history, **options)
         made.append((scheduler, history))
         return scheduler, executor, history, config
 
@@ -169,12 +184,18 @@ def test_disabled_in_config_is_paused_from_the_start(parts: Any) -> None:
     assert executor.state("a").enabled is False
 
 
-def _old_run(job_id: str, hours_ago: float) -> Any:
+def _record_run(history: History, job_id: str, started: datetime) -> None:
+    running = st.started(st.initial(job_id, job_id), started.isoformat(), "schedule", started)
+    history.start_run(running)
+    history.finish_run(st.finished(running, RunOutcome("completed"), started))
+
+
+def _old_run(job_id: str, *hours_ago: float) -> Any:
+    """Seed runs started that many hours ago (negative: recorded under a clock that was ahead)."""
+
     def seed(history: History) -> None:
-        started = datetime.now(UTC) - timedelta(hours=hours_ago)
-        running = st.started(st.initial(job_id, job_id), "old", "schedule", started)
-        history.start_run(running)
-        history.finish_run(st.finished(running, RunOutcome("completed"), started))
+        for hours in hours_ago:
+            _record_run(history, job_id, datetime.now(UTC) - timedelta(hours=hours))
 
     return seed
 
@@ -223,3 +244,117 @@ def test_reload_adds_changes_and_removes_schedules(parts: Any, make_config: Any)
     count = len(engine.calls)
     time.sleep(1.5)  # nothing to wait on: b must not fire any more
     assert len(engine.calls) <= count + 1
+
+
+# a clock that was wrong
+
+THREE_YEARS = 3 * 365 * 24
+
+
+def hours_until(moment: datetime | None) -> float:
+    assert moment is not None
+    return (moment - datetime.now(UTC)).total_seconds() / 3600
+
+
+class NextRuns:
+    """A state listener that lets a test wait for a job's next run to come within some hours."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.at: dict[str, datetime | None] = {}
+
+    def state_changed(self, state: st.JobState) -> None:
+        with self.changed:
+            self.at[state.job_id] = state.next_run_at
+            self.changed.notify_all()
+
+    def run_finished(self, state: st.JobState) -> None:
+        pass
+
+    def wait_within(self, job_id: str, hours: float, timeout: float = 10.0) -> None:
+        def due() -> bool:
+            moment = self.at.get(job_id)
+            return moment is not None and hours_until(moment) <= hours
+
+        with self.changed:
+            assert self.changed.wait_for(due, timeout), self.at
+
+
+def test_a_start_recorded_in_the_future_does_not_hold_an_interval_job_back(
+    parts: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One run while the clock was three years ahead; catch-up is off, so only the schedule
+    # decides: from now, not from three years ahead.
+    scheduler, executor, _h, config = parts(
+        {"a": {"schedule": "every 6h", "catch_up": False}},
+        FakeEngine(),
+        seed=_old_run("a", -THREE_YEARS),
+    )
+    assert scheduler.start(config) == []
+    assert 5.9 < hours_until(executor.state("a").next_run_at) <= 6
+    future = st.iso(datetime.now(UTC) + timedelta(hours=THREE_YEARS))
+    assert future is not None
+    assert any(
+        r.levelname == "WARNING" and future[:13] in r.getMessage() and "future" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_an_earlier_start_that_can_be_trusted_keeps_the_cadence(parts: Any) -> None:
+    scheduler, executor, _h, config = parts(
+        {"a": {"schedule": "every 6h", "catch_up": False}},
+        FakeEngine(),
+        seed=_old_run("a", 2, -THREE_YEARS),
+    )
+    scheduler.start(config)
+    assert 3.9 < hours_until(executor.state("a").next_run_at) <= 4
+
+
+def test_a_job_that_ran_only_under_a_clock_ahead_catches_up(parts: Any) -> None:
+    # When it really last ran is unknown; a run now gives it a start that can be trusted.
+    engine = FakeEngine()
+    scheduler, executor, history, config = parts(
+        {"a": {"schedule": "every 6h"}}, engine, seed=_old_run("a", -THREE_YEARS)
+    )
+    assert scheduler.start(config) == ["a"]
+    engine.wait_calls(1)
+    assert 5.9 < hours_until(executor.state("a").next_run_at) <= 6
+    assert history.runs("a")[1].trigger == "catch_up"  # [0] is the one recorded ahead
+
+
+def test_a_cron_job_ignores_a_future_start_for_catch_up(parts: Any) -> None:
+    # A run an hour ago and one recorded three years ahead: the fires since the first were
+    # missed, and the one ahead must not hide them.
+    scheduler, _e, _h, config = parts(
+        {"a": {"schedule": "* * * * *"}}, FakeEngine(), seed=_old_run("a", 1, -THREE_YEARS)
+    )
+    assert scheduler.start(config) == ["a"]
+
+
+def test_setting_the_clock_back_reschedules_from_the_new_time(parts: Any) -> None:
+    offset = [0.0]
+    scheduler, executor, history, config = parts(
+        {"a": {"schedule": "every 6h"}, "b": {"schedule": "0 3 * * *"}},
+        FakeEngine(),
+        seed=_old_run("a", 1),
+        clock_check_interval=0.05,
+        clock_offset=lambda: offset[0],
+    )
+    next_runs = NextRuns()
+    executor.add_listener(next_runs)
+    scheduler.start(config)
+    assert 4.9 < hours_until(executor.state("a").next_run_at) <= 5
+    # What a run under a clock three years ahead leaves behind: its start in the history, and
+    # fire times counted from it.
+    ahead = datetime.now(UTC) + timedelta(hours=THREE_YEARS)
+    _record_run(history, "a", ahead)
+    aps = scheduler._scheduler
+    assert aps is not None
+    aps.modify_job("a", next_run_time=ahead + timedelta(hours=6))
+    aps.modify_job("b", next_run_time=ahead + timedelta(hours=20))
+    scheduler.refresh_all()
+    assert hours_until(executor.state("b").next_run_at) > THREE_YEARS
+    offset[0] -= THREE_YEARS * 3600  # NTP sets the clock back
+    next_runs.wait_within("b", 24)
+    next_runs.wait_within("a", 6)
+    assert 4.9 < hours_until(executor.state("a").next_run_at) <= 5
