@@ -22,7 +22,7 @@ from mqtt_backup.history import History
 from mqtt_backup.listeners import PublishingListener
 from mqtt_backup.locks import JobLock
 from mqtt_backup.scheduler import JobScheduler
-from mqtt_backup.secrets import RedactingFilter, secret_values
+from mqtt_backup.secrets import RedactingFilter, config_secrets
 
 if TYPE_CHECKING:
     from mqtt_backup.publisher import Publisher
@@ -214,7 +214,7 @@ class Service:
             logger.warning("a change of %s takes effect after a restart; keeping the old one", key)
         new = loaded.model_copy(update=kept)
         # Old secrets stay masked too: they may still appear in a running job's output.
-        self._redactor.secrets |= secret_values(new)
+        self._redactor.add(config_secrets(new))
         assert self.executor is not None and self.scheduler is not None  # noqa: S101 - started
         self.executor.reconfigure(new)
         if self.publisher is not None:

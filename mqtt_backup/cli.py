@@ -19,7 +19,7 @@ from mqtt_backup.config_loader import config_path, load_config
 from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
 from mqtt_backup.history import History, RunRecord
 from mqtt_backup.logs import setup as setup_logging
-from mqtt_backup.secrets import secret_values
+from mqtt_backup.secrets import config_secrets
 from mqtt_backup.state import iso, newer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return EXIT_USAGE
-    redactor = setup_logging(args.log_level, secret_values(config))
+    redactor = setup_logging(args.log_level, config_secrets(config))
     try:
         if args.command == "validate":
             print(f"{path}: OK, {len(config.jobs)} job(s): {', '.join(config.jobs) or 'none'}")

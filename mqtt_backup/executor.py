@@ -17,6 +17,7 @@ from mqtt_backup.errors import JobBusy, MqttBackupError
 from mqtt_backup.history import History
 from mqtt_backup.locks import JobLock, is_locked
 from mqtt_backup.progress import summary
+from mqtt_backup.secrets import Masker, Secrets, config_secrets
 from mqtt_backup.state import JobState, Trigger
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class JobExecutor:
         self._slots = threading.BoundedSemaphore(config.max_concurrent_jobs)
         self._cancels: dict[str, threading.Event] = {}
         self._states: dict[str, JobState] = {}
+        self._secrets = Secrets()
         self.reconfigure(config)
 
     # state
@@ -67,6 +69,9 @@ class JobExecutor:
     def reconfigure(self, config: AppConfig) -> None:
         """Adopt a new config: states for new jobs, names and modes of changed ones."""
         saved = self.history.last_states()
+        # Old secrets stay masked too: a run started before a reload may still report them.
+        self._secrets |= config_secrets(config)
+        self._masker = Masker(self._secrets)
         with self._lock:
             self.config = config
             for job_id, job in config.jobs.items():
@@ -276,6 +281,9 @@ class JobExecutor:
         return self._finish(final, outcome.kept_files), outcome.retryable
 
     def _finish(self, final: JobState, kept_files: dict[str, list[str]] | None = None) -> JobState:
+        if final.error:
+            # The engine masks what it reports; this also covers the config's other secrets.
+            final = final.model_copy(update={"error": self._masker.mask(final.error)})
         self.history.finish_run(final, kept_files)
         self._set(final)
         logger.info("run %s: %s", final.run_id, summary(final))

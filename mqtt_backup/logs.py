@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
 
-from mqtt_backup.secrets import RedactingFilter
+from mqtt_backup.secrets import RedactingFilter, Secrets
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def setup(level: str = "INFO", secrets: Iterable[str] = ()) -> RedactingFilter:
+def setup(level: str = "INFO", secrets: Secrets | None = None) -> RedactingFilter:
     """Log to stderr at ``level``; returns the filter so new secrets can be added on reload."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))

@@ -4,32 +4,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import reduce
+
+from mqtt_backup.secrets import Masker, Secrets, remote_secrets
 
 MAX_REASON = 160
 
-# Inline remotes (":sftp,host=x,pass=SECRET:path") and user:password@ in URLs.
-_CONNECTION = re.compile(r":?[A-Za-z0-9_-]*,[^\s\"']*=[^\s\"']*")
-_SECRET_KV = re.compile(
-    r"(?i)\b(pass|password|key|token|secret|client_secret|bearer|sas_url|account_key)"
-    r"\s*=\s*[^,\s\"':]+"
-)
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 _NOISE = re.compile(r"^(?:Attempt \d+/\d+ failed with \d+ errors and: |Failed to \w+: )")
 
 
-def redact(text: str, hidden: Iterable[str] = ()) -> str:
-    """``text`` without the given strings, inline remotes, key=secret pairs or URL passwords."""
-    for value in sorted({h for h in hidden if h}, key=len, reverse=True):
-        text = text.replace(value, "…")
-    text = _URL_CREDENTIALS.sub(r"\1…@", text)
-    text = _SECRET_KV.sub(r"\1=…", text)
-    return _CONNECTION.sub("…", text)
-
-
 def reason(message: str, hidden: Iterable[str] = ()) -> str:
-    """rclone's error message reduced to a short, redacted phrase."""
-    text = _NOISE.sub("", message.strip())
-    text = redact(" ".join(text.split()), hidden)
+    """rclone's error message reduced to a short phrase, without ``hidden`` or any secret.
+
+    ``hidden`` (the job's paths) is masked whole, in every spelling, and the secrets in
+    it also where they appear alone, as in a URL that rclone quotes on its own.
+    """
+    hidden = [h for h in hidden if h]
+    secrets = reduce(Secrets.__or__, map(remote_secrets, hidden), Secrets())
+    # Masked before anything else: collapsing spaces or cutting the text first could
+    # split a secret into pieces that no longer match. The whole paths go first, while
+    # the secrets in them are still there to match.
+    text = Masker(Secrets(frozenset(hidden))).mask(message.strip())
+    text = Masker(secrets).mask(text)
+    text = " ".join(_NOISE.sub("", text).split())
     if len(text) > MAX_REASON:
         text = text[: MAX_REASON - 1].rstrip() + "…"
     return text
