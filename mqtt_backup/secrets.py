@@ -4,7 +4,8 @@ What is a secret:
 - the MQTT password;
 - in a connection string (a job's source or destination), the value of every parameter
   whose key looks secret (see ``SECRET_WORDS``), and of any other parameter when it is
-  ``LONG_VALUE`` characters or longer, except a URL; in any value, a URL's password and
+  ``LONG_VALUE`` characters or longer, except a URL or a host name (an address is no
+  secret, and masking it would hide what failed); in any value, a URL's password and
   the values of its secret-looking query parameters; in a JSON value (an OAuth token),
   each string leaf as well as the whole;
 - the values of secret-looking flags in ``extra_args`` (``--sftp-pass X``,
@@ -15,8 +16,9 @@ Each secret is masked in every spelling rclone or a JSON encoder gives it (``quo
 A known connection string is shown with all its secret-looking values masked, however
 short. Secrets shorter than ``MIN_SECRET`` characters, ``true`` and ``false`` are masked
 only there: masking them in all text would garble it and protect nothing. Last, URL
-passwords, ``key=value`` pairs with a secret-looking key and bearer tokens are masked
-wherever they appear, to catch secrets that the config does not hold.
+passwords, ``key=value`` pairs with a secret-looking key, bearer tokens and the
+credentials of an ``Authorization:`` header are masked wherever they appear, to catch
+secrets that the config does not hold.
 """
 
 from __future__ import annotations
@@ -56,15 +58,18 @@ MIN_SECRET = 4
 LONG_VALUE = 16
 _NOT_SECRETS = frozenset({"true", "false"})
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 
 # Secrets the config does not hold, in text: a URL's password, a secret-looking
-# key=value (quoted as in a connection string, possibly escaped), a bearer token.
+# key=value (quoted as in a connection string, possibly escaped), a bearer token, the
+# credentials of an Authorization header (as rclone --dump auth prints it).
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:]*):[^\s/]*@")
 _PARAM = re.compile(
     r"(?<![0-9A-Za-z_.-])([0-9A-Za-z_.]+)="
     r"(?:'(?:[^']|'')*'?|(\\*)\"(?:\2\"\2\"|(?!\2\").)*(?:\2\")?|[^\s,:'\"\\&]+)"
 )
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+_AUTHORIZATION = re.compile(r"(?i)\b((?:proxy-)?authorization:\s*(?:[a-z]+\s+)?)[^\s\"\\]{4,}")
 
 
 def is_secret_name(name: str) -> bool:
@@ -124,8 +129,8 @@ def _json_secrets(value: str, *, secret: bool, long_values: bool) -> set[str]:
 def value_secrets(value: str, *, secret: bool, long_values: bool) -> set[str]:
     """What of one value to mask: all of it if ``secret`` (or long), and its inner secrets."""
     found = _url_secrets(value) | _json_secrets(value, secret=secret, long_values=long_values)
-    is_url = bool(_URL.match(value))
-    if secret or (long_values and len(value) >= LONG_VALUE and not is_url):
+    address = _URL.match(value) or _HOST.fullmatch(value)
+    if secret or (long_values and len(value) >= LONG_VALUE and not address):
         found.add(value)
     return found
 
@@ -265,9 +270,10 @@ def _masked_param(match: re.Match[str]) -> str:
 
 
 def mask_patterns(text: str) -> str:
-    """URL passwords, secret-looking ``key=value`` pairs and bearer tokens masked in ``text``."""
+    """``text`` with URL passwords, secret-looking ``key=value`` pairs and tokens masked."""
     text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
     text = _PARAM.sub(_masked_param, text)
+    text = _AUTHORIZATION.sub(rf"\1{MASK}", text)
     return _BEARER.sub(rf"\1{MASK}", text)
 
 

@@ -118,6 +118,9 @@ def test_masked_remote_shows_every_secret_looking_value_masked() -> None:
     assert masked_remote(":webdav,url='http://127.0.0.1:8080/dav':p") == (
         ":webdav,url='http://127.0.0.1:8080/dav':p"
     )
+    assert masked_remote(":sftp,host=backup-nas.example.org:p") == (
+        ":sftp,host=backup-nas.example.org:p"
+    )
     assert masked_remote("/srv/photos") == "/srv/photos"
     assert masked_remote("nas:backup/photos") == "nas:backup/photos"
 
@@ -220,6 +223,7 @@ def test_patterns_catch_secrets_the_config_does_not_hold() -> None:
     assert mask_patterns('x,pass=\\"se\\"\\"cret\\":y') == f"x,pass={MASK}:y"
     assert mask_patterns("GET /x?access_token=abc123&a=1") == f"GET /x?access_token={MASK}&a=1"
     assert mask_patterns("Authorization: Bearer abcdefgh12") == f"Authorization: Bearer {MASK}"
+    assert mask_patterns("Authorization: Basic dXNlcjpwYXNz") == f"Authorization: Basic {MASK}"
     # Ordinary text stays as it was.
     for text in ("http://host:8080/path", "sftp://user@host:22", "Get /b?max-keys=1000&prefix=x"):
         assert mask_patterns(text) == text
