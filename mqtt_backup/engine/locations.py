@@ -12,31 +12,20 @@ from __future__ import annotations
 
 import os
 
-
-def _split_remote(spec: str) -> tuple[str, str] | None:
-    """``[:]name,k=v:path`` → (``name``, ``path``); quotes may hide ``:`` in a value."""
-    start = 1 if spec.startswith(":") else 0
-    quote: str | None = None
-    for i, char in enumerate(spec[start:], start=start):
-        if quote is not None:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == ":":
-            return spec[start:i].split(",", 1)[0], spec[i + 1 :]
-        elif char == "/" and not start:
-            return None  # a slash before any colon: a local path
-    return None
+from mqtt_backup.connection_string import RemoteSyntaxError, parse
+from mqtt_backup.secrets import masked_remote
 
 
 def local_path(spec: str) -> str | None:
     """The local path an rclone path names, or None when it names a remote."""
-    parts = _split_remote(spec)
-    if parts is None:
-        return None if spec.startswith(":") else spec
-    if spec.startswith(":") and parts[0] == "local":
-        return parts[1] or "."
+    try:
+        remote = parse(spec)
+    except RemoteSyntaxError:
+        return None  # rclone refuses it: it names no folder
+    if not remote.name:
+        return spec
+    if remote.name == ":local":
+        return remote.path or "."
     return None
 
 
@@ -87,8 +76,8 @@ def overlap(source: str, destination: str) -> str | None:
 
 def describe(spec: str) -> str:
     """An rclone path safe to show: an inline remote's parameters (secrets) left out."""
-    parts = _split_remote(spec)
-    if parts is None:
-        return spec
-    name, path = parts
-    return f"{':' if spec.startswith(':') else ''}{name}:{path}"
+    try:
+        remote = parse(spec)
+    except RemoteSyntaxError:
+        return masked_remote(spec)
+    return f"{remote.name}:{remote.path}" if remote.name else spec

@@ -24,6 +24,8 @@ from mqtt_backup.errors import ConfigError
         ("nas:photos", None),
         (":sftp,host=x,pass='a:/b':photos", None),
         ("nas,pass='x:y':photos", None),
+        (":sftp,pass=a'b:c':photos", None),
+        ("rem*ote:photos", None),
     ],
 )
 def test_local_path(spec: str, local: str | None) -> None:
@@ -35,6 +37,10 @@ def test_describe_leaves_out_parameters() -> None:
     assert describe("nas,pass=secret:backup") == "nas:backup"
     assert describe("nas:backup") == "nas:backup"
     assert describe("/srv/a,b:c") == "/srv/a,b:c"
+    # A quote inside a value does not open a quoted part (rclone reads it so).
+    assert describe(":sftp,pass=a'b,user=u:backup") == ":sftp:backup"
+    # rclone would refuse this one; its secrets are masked all the same.
+    assert describe(":sftp,pass='open:backup") == ":sftp,pass=***"
 
 
 @pytest.fixture
