@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -130,3 +131,28 @@ def test_schedule_errors_name_the_key() -> None:
         "jobs.b.schedule: an interval schedule can be at most 'every 366d'; for rarer runs "
         "write a cron line, like '0 3 1 1 *' for once a year (line 3)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("5000000d", "'5000000d' is too long: a duration can be at most 36500d (100 years)"),
+        ("36501d", "'36501d' is too long"),
+        ("99999999999999999999999w", "is too long"),
+        (1e400, "inf seconds is too long"),
+        (float("nan"), "is not a duration"),
+        (36500 * 86400 + 1, "3153600001 seconds is too long"),
+        (timedelta(days=10**6), "1000000d is too long"),
+        ("9" * 400 + "s", "is not a duration"),
+    ],
+)
+def test_durations_are_bounded_and_never_overflow(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_duration(value)  # type: ignore[arg-type]
+
+
+def test_the_longest_duration_still_fits_a_date() -> None:
+    longest = parse_duration("36500d")
+    assert longest == timedelta(days=36500)
+    now = datetime.now(UTC)
+    assert now - longest < now < now + 2 * longest
