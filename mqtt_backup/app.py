@@ -198,7 +198,7 @@ class Service:
     def reload(self) -> None:
         """Adopt the file's new config; an invalid file is logged and the old one kept."""
         try:
-            loaded = load_config(self.path)
+            loaded = load_config(self.path, scheduling=True)
         except ConfigError as exc:
             logger.error("%s is invalid; keeping the running configuration:", self.path)
             for error in exc.errors:

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = config_path(args.config)
     try:
-        config = load_config(path)
+        config = load_config(path, scheduling=args.command in ("validate", "serve"))
     except ConfigError as exc:
         print(f"{path}: invalid configuration:", file=sys.stderr)
         for error in exc.errors:

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from mqtt_backup.config import ID_PATTERN, AppConfig
 from mqtt_backup.errors import ConfigError
+from mqtt_backup.yaml_document import parse_document
 
 DEFAULT_PATH = Path("config/mqtt-backup.yaml")
 CONFIG_ENV = "MQTT_BACKUP_CONFIG"
+# The state_dir of a file that names none (the container image sets it to /state).
+STATE_DIR_ENV = "MQTT_BACKUP_STATE_DIR"
+# Far above any real configuration (a thousand jobs take ~150 KiB), and small enough that
+# parsing whatever is behind -c stays within a bounded time and memory.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 _NOT_KEYS = frozenset({"[key]"})
-
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Settings that name files or folders: relative ones are relative to the config's folder.
+_PATHS = (
+    ("state_dir",),
+    ("mqtt", "password_file"),
+    ("mqtt", "tls", "ca_certs"),
+    ("mqtt", "tls", "certfile"),
+    ("mqtt", "tls", "keyfile"),
+    ("rclone", "config_file"),
+)
 
 
 def config_path(explicit: str | Path | None) -> Path:
@@ -27,36 +41,146 @@ def config_path(explicit: str | Path | None) -> Path:
     return Path(os.environ.get(CONFIG_ENV) or DEFAULT_PATH)
 
 
-def load_config(path: str | Path) -> AppConfig:
-    """Read and validate a config file; raises ConfigError listing every problem."""
+def load_config(path: str | Path, *, scheduling: bool = False) -> AppConfig:
+    """Read and validate a config file; raises ConfigError listing every problem.
+
+    ``scheduling``: the caller runs schedules (serve, and validate on its behalf), so the
+    host's time zone must be usable when the file sets none.
+    """
     path = Path(path)
+    text = _read(path)
+    # The folder as written, not through symlinks: a linked config file keeps the paths
+    # relative to where the link is, like a linked script's working files.
+    base_dir = Path(os.path.abspath(path)).parent
+    return parse_config(text, source=str(path), base_dir=base_dir, scheduling=scheduling)
+
+
+def _read(path: Path) -> str:
+    """The file's text: a regular file of at most MAX_CONFIG_BYTES of UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer that never comes.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot be read ({exc})"]) from None
-    return parse_config(text, source=str(path), base_dir=path.parent)
-
-
-def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> AppConfig:
-    """Validate YAML text; relative ``state_dir`` stays relative to the working directory."""
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot be read ({exc.strerror})"]) from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-        lines = _line_index(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{source}{where}: not valid YAML: {problem}"]) from None
-    if data is None:
-        data = {}
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+            raise ConfigError([f"{path}: is {kind}; give the path of the YAML config file"])
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot be read ({exc.strerror})"]) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [f"{path}: is larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB; is it the config?"]
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path} (line {line}): is not UTF-8 text"]) from None
+
+
+def parse_config(
+    text: str,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    *,
+    scheduling: bool = False,
+) -> AppConfig:
+    """Validate YAML text; relative paths in it are relative to ``base_dir`` (default: cwd)."""
+    document = parse_document(text, source)
+    data = {} if document.data is None else document.data
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of settings"])
+    data = _with_paths(data, Path(os.path.abspath(base_dir or Path.cwd())))
+    errors: list[str] = []
+    config: AppConfig | None = None
     try:
-        return AppConfig.model_validate(data)
+        config = AppConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_describe(err, lines) for err in exc.errors()]) from None
+        errors += [_describe(err, document.lines) for err in exc.errors()]
+    if scheduling and data.get("timezone") is None:
+        # Only schedules use a time zone; run-job need not pay for tzlocal (~15 ms).
+        problem = host_timezone_problem()
+        if problem is not None:
+            errors.append(f"timezone: {problem}")
+    if errors or config is None:
+        raise ConfigError(errors)
+    return config
+
+
+def _with_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``data`` with every relative path made absolute against ``base``, and a state_dir.
+
+    Copies what it changes: aliases may share a mapping between several places.
+    """
+    if "state_dir" not in data:
+        data = {**data, "state_dir": os.environ.get(STATE_DIR_ENV) or "state"}
+    for keys in _PATHS:
+        data = _replace(data, keys, lambda value: _absolute(value, base))
+    rclone = data.get("rclone")
+    if isinstance(rclone, dict) and isinstance(rclone.get("binary"), str):
+        binary = rclone["binary"]
+        # A bare name is looked up on PATH, as a shell does; a path with a folder is a file.
+        if os.sep in binary:
+            data = _replace(data, ("rclone", "binary"), lambda value: _absolute(value, base))
+    return data
+
+
+def _replace(data: dict[str, Any], keys: tuple[str, ...], change: Any) -> dict[str, Any]:
+    head, *rest = keys
+    if head not in data:
+        return data
+    value = data[head]
+    if rest:
+        if not isinstance(value, dict):
+            return data
+        return {**data, head: _replace(value, tuple(rest), change)}
+    return {**data, head: change(value)}
+
+
+def _absolute(value: Any, base: Path) -> Any:
+    if not isinstance(value, str) or not value:
+        return value  # the model says what is wrong with it
+    path = Path(value)
+    with contextlib.suppress(RuntimeError):  # no home folder: ~ is taken as written
+        path = path.expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def host_timezone_problem() -> str | None:
+    """Why the host's time zone cannot be used for schedules, or None when it can."""
+    tz = os.environ.get("TZ")
+    if tz:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(tz.removeprefix(":"))
+            return None  # a zone name: what tzlocal would answer, without importing it
+        except (LookupError, ValueError, OSError):
+            pass
+    try:
+        from tzlocal import get_localzone
+
+        get_localzone()
+    except Exception as exc:  # noqa: BLE001 - tzlocal raises several kinds for a bad zone
+        if tz:
+            return (
+                f"TZ={tz!r} is not a time zone mqtt-backup can use; set timezone: in this "
+                "file, or TZ to a name from the tz database such as Europe/Berlin or UTC"
+            )
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return (
+            f"the host's time zone cannot be found ({reason}); set timezone: in this file, "
+            "for example timezone: UTC"
+        )
+    return None
 
 
 def _describe(error: Any, lines: dict[tuple[str, ...], int]) -> str:
@@ -82,25 +206,3 @@ def _nearest_line(loc: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> in
             return lines[loc]
         loc = loc[:-1]
     return None
-
-
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in the document to the 1-based line where its key was written."""
-    index: dict[tuple[str, ...], int] = {}
-    root = yaml.compose(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                child = (*path, str(key.value))
-                index[child] = key.start_mark.line + 1
-                walk(value, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                child = (*path, str(i))
-                index[child] = item.start_mark.line + 1
-                walk(item, child)
-
-    if root is not None:
-        walk(root, ())
-    return index
