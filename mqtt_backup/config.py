@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,11 +40,76 @@ def default_instance() -> str:
     return name[:64] or "mqtt-backup"
 
 
+def _file_problem(path: Path, max_bytes: int) -> str | None:
+    """Why ``path`` is no readable regular file of at most ``max_bytes``, or None."""
+    try:
+        info = path.stat()
+    except OSError:
+        return f"{str(path)!r} does not exist or is not a file"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{str(path)!r} does not exist or is not a file"
+    if info.st_size > max_bytes:
+        return f"{str(path)!r} is larger than {max_bytes // 1024} KiB; is it the right file?"
+    if not os.access(path, os.R_OK):
+        return f"{str(path)!r} cannot be read by this user"
+    return None
+
+
+def _ssl_reason(exc: Exception) -> str:
+    return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc)
+
+
 class TlsConfig(_Model):
     ca_certs: Path | None = Field(None, description="CA bundle that signed the broker certificate")
     certfile: Path | None = Field(None, description="client certificate, for brokers that ask")
     keyfile: Path | None = Field(None, description="key of the client certificate")
     insecure: bool = Field(False, description="accept a certificate whose host name does not match")
+
+    # The files are loaded here the way the MQTT client will load them, so that a missing or
+    # broken one is a config error at start-up rather than a traceback at the first connect.
+
+    @field_validator("ca_certs", "certfile", "keyfile")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        problem = _file_problem(value, 16 * 1024 * 1024) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("ca_certs")
+    @classmethod
+    def _ca_bundle_loads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            import ssl
+
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise ValueError(
+                    f"{str(value)!r} is not a CA bundle of PEM certificates ({_ssl_reason(exc)})"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _client_certificate_loads(self) -> TlsConfig:
+        if self.keyfile is not None and self.certfile is None:
+            raise ValueError("keyfile needs certfile, the client certificate it belongs to")
+        if self.certfile is not None:
+            import ssl
+
+            def no_password() -> bytes:
+                return b""  # never ask on the terminal: the MQTT client has no password either
+
+            try:
+                ssl.create_default_context().load_cert_chain(
+                    self.certfile, self.keyfile, password=no_password
+                )
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise ValueError(
+                    f"the client certificate {str(self.certfile)!r} and its key do not load "
+                    f"({_ssl_reason(exc)}); the key must be PEM, unencrypted, and match"
+                ) from None
+        return self
 
 
 class MqttConfig(_Model):
@@ -83,8 +149,18 @@ class MqttConfig(_Model):
     @field_validator("password_file")
     @classmethod
     def _password_file_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{str(value)!r} does not exist or is not a file")
+        if value is None:
+            return None
+        problem = _file_problem(value, 64 * 1024)
+        if problem is not None:
+            raise ValueError(problem)
+        try:
+            value.read_bytes().decode("utf-8")
+        except OSError as exc:
+            raise ValueError(f"{str(value)!r} cannot be read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            # Never the bytes themselves: they are (part of) the password.
+            raise ValueError(f"{str(value)!r} is not UTF-8 text") from None
         return value
 
     def resolved_password(self) -> str | None:
@@ -203,6 +279,24 @@ class AppConfig(_Model):
     mqtt: MqttConfig | None = Field(None, description="broker; without it state is kept locally")
     rclone: RcloneConfig = Field(default_factory=RcloneConfig)
     jobs: dict[Annotated[str, Field(pattern=ID_PATTERN)], JobConfig] = Field(default_factory=dict)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir_can_be_a_folder(cls, value: Path) -> Path:
+        # The nearest part that exists must be a folder, or the history cannot be created.
+        for folder in (value, *value.parents):
+            try:
+                mode = folder.stat().st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError:
+                return value  # not ours to see; opening the history will say why
+            if stat.S_ISDIR(mode):
+                return value
+            if folder == value:
+                raise ValueError(f"{str(value)!r} is a file, not a folder")
+            raise ValueError(f"{str(value)!r} cannot be a folder: {str(folder)!r} is a file")
+        return value
 
     @field_validator("timezone")
     @classmethod

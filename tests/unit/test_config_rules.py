@@ -220,3 +220,59 @@ def test_the_state_dir_environment_variable_sets_the_default_only(
     monkeypatch.setenv(STATE_DIR_ENV, "/state")
     assert parse_config("jobs: {}", base_dir=tmp_path).state_dir == Path("/state")
     assert parse_config("state_dir: /srv/s", base_dir=tmp_path).state_dir == Path("/srv/s")
+
+
+# files the config names
+
+
+def test_a_password_file_that_is_not_text_is_refused_without_showing_it(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_bytes(b"hunter2\xff\xfe")
+    (error,) = errors_of(f"mqtt: {{password_file: {secret}}}")
+    assert error == f"mqtt.password_file: '{secret}' is not UTF-8 text (line 1)"
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 100_000)
+    (error,) = errors_of(f"mqtt: {{password_file: {big}}}")
+    assert error == (
+        f"mqtt.password_file: '{big}' is larger than 64 KiB; is it the right file? (line 1)"
+    )
+
+
+def test_a_state_dir_under_a_file_is_refused(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert errors_of(f"state_dir: {plain}/state") == [
+        f"state_dir: '{plain}/state' cannot be a folder: '{plain}' is a file (line 1)"
+    ]
+    assert errors_of(f"state_dir: {plain}") == [
+        f"state_dir: '{plain}' is a file, not a folder (line 1)"
+    ]
+    assert parse_config(f"state_dir: {tmp_path}/not/yet").state_dir == tmp_path / "not" / "yet"
+
+
+def test_tls_files_must_exist(tmp_path: Path) -> None:
+    errors = errors_of(
+        f"mqtt: {{tls: {{ca_certs: {tmp_path}/ca.pem, certfile: {tmp_path}, keyfile: k.pem}}}}",
+        base_dir=tmp_path,
+    )
+    assert errors == [
+        f"mqtt.tls.ca_certs: '{tmp_path}/ca.pem' does not exist or is not a file (line 1)",
+        f"mqtt.tls.certfile: '{tmp_path}' does not exist or is not a file (line 1)",
+        f"mqtt.tls.keyfile: '{tmp_path}/k.pem' does not exist or is not a file (line 1)",
+    ]
+
+
+def test_a_ca_bundle_that_is_not_pem_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    (error,) = errors_of("mqtt: {tls: {ca_certs: ca.pem}}", base_dir=tmp_path)
+    assert error.startswith(
+        f"mqtt.tls.ca_certs: '{tmp_path}/ca.pem' is not a CA bundle of PEM certificates ("
+    )
+    assert error.endswith(") (line 1)")
+
+
+def test_a_key_without_its_certificate_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "k.pem").write_text("x\n")
+    assert errors_of("mqtt: {tls: {keyfile: k.pem}}", base_dir=tmp_path) == [
+        "mqtt.tls: keyfile needs certfile, the client certificate it belongs to (line 1)"
+    ]
