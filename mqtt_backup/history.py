@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+from mqtt_backup.errors import MqttBackupError
 from mqtt_backup.state import JobState, iso
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -56,6 +63,29 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
     if "kept" not in columns:
         db.execute("ALTER TABLE runs ADD COLUMN kept TEXT")
+
+
+class _Corrupt(sqlite3.DatabaseError):
+    """quick_check found damage that no statement has tripped over yet."""
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """Damage to the file, as opposed to a busy, locked, read-only or missing database."""
+    if isinstance(exc, _Corrupt):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _moment(row: tuple[object, ...] | None, job_id: str) -> datetime | None:
+    """A time read from the runs table; a damaged value is reported and taken as unknown."""
+    if not row or not row[0]:
+        return None
+    try:
+        return datetime.fromisoformat(str(row[0]))
+    except ValueError:
+        logger.warning("the history holds a run time of job %s that is not a time", job_id)
+        return None
 
 
 def _ms(moment: datetime | None) -> str | None:
@@ -109,15 +139,74 @@ class History:
         self._db: sqlite3.Connection | None = None
 
     def open(self) -> History:
+        """Open (and create) the database; a corrupt one is moved aside and started afresh.
+
+        Raises MqttBackupError when state_dir or the database cannot be used at all.
+        """
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise MqttBackupError(
+                    f"cannot create state_dir {self.path.parent}: {exc.strerror}"
+                ) from None
+            try:
+                self._db = self._connect()
+            except sqlite3.DatabaseError as exc:
+                if not _is_corrupt(exc):
+                    raise MqttBackupError(f"cannot open the history {self.path}: {exc}") from None
+                self._db = self._replace_corrupt(exc)
+        return self
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection whose schema is in place and whose file passed SQLite's quick_check."""
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             _migrate(db)
-            self._db = db
-        return self
+            # Reads every page but checks no index content: a few ms for a year of runs,
+            # and a damaged file found now costs nothing, while found mid-run it costs the run.
+            verdict = db.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict is None or verdict[0] != "ok":
+                raise _Corrupt(str(verdict[0] if verdict else "quick_check gave no answer"))
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _replace_corrupt(self, problem: sqlite3.DatabaseError) -> sqlite3.Connection:
+        # Under an OS lock, and only if the file is still corrupt: another process may have
+        # replaced it a moment ago, and its fresh database must not be moved aside too.
+        lock_path = self.path.with_name(f"{self.path.name}.repair-lock")
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as again:
+                if not _is_corrupt(again):
+                    raise MqttBackupError(
+                        f"cannot open the history {self.path}: {again}"
+                    ) from None
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+            for suffix in ("", "-wal", "-shm"):
+                # The WAL and shared memory belong to the old file: left in place, SQLite
+                # would apply the old file's pages to the new one.
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(f"{self.path}{suffix}", f"{aside}{suffix}")
+            logger.error(
+                "the history %s is corrupt (%s): moved it to %s and started a new, empty "
+                "history; past runs are in the moved file",
+                self.path,
+                problem,
+                aside.name,
+            )
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as exc:
+                raise MqttBackupError(f"cannot create the history {self.path}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -218,7 +307,7 @@ class History:
                 " AND dry_run=0",
                 (job_id,),
             ).fetchone()
-        return datetime.fromisoformat(row[0]) if row and row[0] else None
+        return _moment(row, job_id)
 
     def last_started(self, job_id: str, before: datetime | None = None) -> datetime | None:
         """The latest start of the job, or the latest not after ``before``."""
@@ -229,7 +318,7 @@ class History:
                 " AND (? IS NULL OR started_at<=?)",
                 (job_id, _ms(before), _ms(before)),
             ).fetchone()
-        return datetime.fromisoformat(row[0]) if row and row[0] else None
+        return _moment(row, job_id)
 
     # last states
 
@@ -246,9 +335,20 @@ class History:
         )
 
     def last_states(self) -> dict[str, JobState]:
+        """Each job's saved state; one that no longer parses is skipped with a warning."""
         with self._tx() as db:
             rows = db.execute("SELECT job_id, state FROM job_states").fetchall()
-        return {job_id: JobState.from_json(text) for job_id, text in rows}
+        states: dict[str, JobState] = {}
+        for job_id, text in rows:
+            try:
+                states[job_id] = JobState.from_json(text)
+            except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+                # Not the error's text: it would quote the row, whatever it holds.
+                logger.warning(
+                    "the history's saved state of job %s cannot be read; it starts afresh",
+                    job_id,
+                )
+        return states
 
     # what was published, so a removed job's retained topics can be cleared after a restart
 
@@ -286,4 +386,12 @@ class History:
             row = db.execute(
                 "SELECT value FROM settings WHERE job_id=? AND key=?", (job_id, key)
             ).fetchone()
-        return json.loads(row[0]) if row else default
+        if not row:
+            return default
+        try:
+            return json.loads(row[0])
+        except (ValueError, TypeError):
+            logger.warning(
+                "the history's setting %s of job %s cannot be read; using %r", key, job_id, default
+            )
+            return default
