@@ -10,12 +10,19 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
 from mqtt_backup import __version__
 from mqtt_backup.config import AppConfig
-from mqtt_backup.config_loader import config_path, load_config
+from mqtt_backup.config_loader import (
+    at_line,
+    config_path,
+    line_of,
+    load_config,
+    load_config_and_lines,
+)
 from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
 from mqtt_backup.history import History, RunRecord
 from mqtt_backup.logs import setup as setup_logging
@@ -62,18 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = config_path(args.config)
+    if args.command == "validate":
+        return validate(path)
     try:
-        config = load_config(path, scheduling=args.command in ("validate", "serve"))
+        config = load_config(path, scheduling=args.command == "serve")
     except ConfigError as exc:
-        print(f"{path}: invalid configuration:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _invalid(path, exc.errors)
     redactor = setup_logging(args.log_level, config_secrets(config))
     try:
-        if args.command == "validate":
-            print(f"{path}: OK, {len(config.jobs)} job(s): {', '.join(config.jobs) or 'none'}")
-            return EXIT_OK
         if args.command == "run-job":
             return run_job(config, args.job, dry_run=args.dry_run)
         if args.command == "status":
@@ -88,6 +91,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MqttBackupError as exc:
         print(f"mqtt-backup: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _invalid(path: Path, errors: list[str]) -> int:
+    print(f"{path}: invalid configuration:", file=sys.stderr)
+    for error in errors:
+        print(f"  {error}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def validate(path: Path) -> int:
+    """The file, then what it names: rclone, its config, TLS and password files, sources."""
+    from mqtt_backup import preflight
+
+    try:
+        config, lines = load_config_and_lines(path, scheduling=True)
+    except ConfigError as exc:
+        return _invalid(path, exc.errors)
+    version, findings = preflight.check(config)
+    findings.sort(key=lambda f: line_of(f.key, lines) or 0)
+    errors = [at_line(f.key, f.message, lines) for f in findings if f.error]
+    if errors:
+        _invalid(path, errors)
+    for finding in findings:
+        if not finding.error:
+            warning = at_line(finding.key, finding.message, lines)
+            print(f"{path}: warning: {warning}", file=sys.stderr)
+    if errors:
+        return EXIT_USAGE
+    jobs = ", ".join(config.jobs) or "none"
+    rclone = ".".join(map(str, version)) if version else "?"
+    print(f"{path}: OK, {len(config.jobs)} job(s): {jobs}; rclone {rclone}")
+    return EXIT_OK
 
 
 def entry() -> NoReturn:

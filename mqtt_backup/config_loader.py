@@ -22,6 +22,8 @@ STATE_DIR_ENV = "MQTT_BACKUP_STATE_DIR"
 # parsing whatever is behind -c stays within a bounded time and memory.
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
+Lines = dict[tuple[str, ...], int]
+
 _NOT_KEYS = frozenset({"[key]"})
 # Settings that name files or folders: relative ones are relative to the config's folder.
 _PATHS = (
@@ -47,12 +49,17 @@ def load_config(path: str | Path, *, scheduling: bool = False) -> AppConfig:
     ``scheduling``: the caller runs schedules (serve, and validate on its behalf), so the
     host's time zone must be usable when the file sets none.
     """
+    return load_config_and_lines(path, scheduling=scheduling)[0]
+
+
+def load_config_and_lines(path: str | Path, *, scheduling: bool = False) -> tuple[AppConfig, Lines]:
+    """load_config, and the line of each key path, to point later findings at the file."""
     path = Path(path)
     text = _read(path)
     # The folder as written, not through symlinks: a linked config file keeps the paths
     # relative to where the link is, like a linked script's working files.
     base_dir = Path(os.path.abspath(path)).parent
-    return parse_config(text, source=str(path), base_dir=base_dir, scheduling=scheduling)
+    return _parse(text, str(path), base_dir, scheduling)
 
 
 def _read(path: Path) -> str:
@@ -94,6 +101,12 @@ def parse_config(
     scheduling: bool = False,
 ) -> AppConfig:
     """Validate YAML text; relative paths in it are relative to ``base_dir`` (default: cwd)."""
+    return _parse(text, source, base_dir, scheduling)[0]
+
+
+def _parse(
+    text: str, source: str, base_dir: Path | None, scheduling: bool
+) -> tuple[AppConfig, Lines]:
     document = parse_document(text, source)
     data = {} if document.data is None else document.data
     if not isinstance(data, dict):
@@ -112,7 +125,7 @@ def parse_config(
             errors.append(f"timezone: {problem}")
     if errors or config is None:
         raise ConfigError(errors)
-    return config
+    return config, document.lines
 
 
 def _with_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -183,9 +196,8 @@ def host_timezone_problem() -> str | None:
     return None
 
 
-def _describe(error: Any, lines: dict[tuple[str, ...], int]) -> str:
+def _describe(error: Any, lines: Lines) -> str:
     loc = [str(part) for part in error["loc"] if part not in _NOT_KEYS]
-    path = ".".join(loc) or "(top level)"
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key (check its spelling)"
@@ -195,12 +207,18 @@ def _describe(error: Any, lines: dict[tuple[str, ...], int]) -> str:
         message = message.removeprefix("Value error, ")
     elif error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] == ID_PATTERN:
         message = f"{error['input']!r} is not a valid id: use 1-64 of a-z, 0-9, _ and -"
-    line = _nearest_line(tuple(loc), lines)
+    return at_line(tuple(loc), message, lines)
+
+
+def at_line(key: tuple[str, ...], message: str, lines: Lines) -> str:
+    """``key.path: message (line N)``, with the line of the key or of its nearest parent."""
+    line = line_of(key, lines)
     where = f" (line {line})" if line else ""
-    return f"{path}: {message}{where}"
+    return f"{'.'.join(key) or '(top level)'}: {message}{where}"
 
 
-def _nearest_line(loc: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> int | None:
+def line_of(loc: tuple[str, ...], lines: Lines) -> int | None:
+    """The line of ``loc``, else of its nearest parent that was written in the file."""
     while loc:
         if loc in lines:
             return lines[loc]

@@ -1,0 +1,161 @@
+"""What ``validate`` checks beyond the file itself: rclone, the files it names, local sources."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mqtt_backup.config import AppConfig
+from mqtt_backup.errors import RcloneError
+
+# rclone's own test for "remote:path": a name of these characters, or ":backend,opts:".
+_REMOTE = re.compile(r"^(?P<name>:?[\w.+@ -]+)(?:,[^:]*)?:")
+_ENCRYPTED = "RCLONE_ENCRYPT_V0:"
+MAX_RCLONE_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem: an error makes validate exit 2, a warning is only printed."""
+
+    key: tuple[str, ...]
+    message: str
+    error: bool = True
+
+
+def check(config: AppConfig) -> tuple[tuple[int, int, int] | None, list[Finding]]:
+    """The rclone version found (None when it is unusable) and every finding."""
+    version, findings = _rclone(config)
+    findings += _rclone_config(config)
+    findings += _sources(config)
+    findings += _state_dir(config.state_dir)
+    return version, findings
+
+
+def _rclone(config: AppConfig) -> tuple[tuple[int, int, int] | None, list[Finding]]:
+    from mqtt_backup.engine.process import rclone_version
+
+    # The same cache as the runs use: validate then costs no rclone process either.
+    work = config.state_dir / "work"
+    try:
+        version = rclone_version(config.rclone.binary, work if work.is_dir() else None)
+    except RcloneError as exc:
+        return None, [Finding(("rclone", "binary"), str(exc))]
+    return version, []
+
+
+def local_path(remote: str) -> bool:
+    """Whether rclone takes ``remote`` for a local path rather than ``name:path``."""
+    return remote.startswith("/") or _REMOTE.match(remote) is None
+
+
+def _remote_name(remote: str) -> str | None:
+    found = _REMOTE.match(remote)
+    if found is None or found.group("name").startswith(":"):
+        return None  # local, or a connection string that needs no config section
+    return found.group("name")
+
+
+def _sources(config: AppConfig) -> list[Finding]:
+    findings = []
+    for job_id, job in config.jobs.items():
+        key = ("jobs", job_id, "source")
+        if not local_path(job.source):
+            continue
+        path = Path(job.source)
+        if not path.is_absolute():
+            findings.append(
+                Finding(
+                    key,
+                    f"{job.source!r} is relative to the working directory of each run, which "
+                    "cron, systemd and a shell set differently; write an absolute path",
+                    error=False,
+                )
+            )
+        elif not path.exists():
+            deleting = job.deletion.mode == "verify_then_delete"
+            findings.append(
+                Finding(
+                    key,
+                    f"{job.source!r} does not exist"
+                    + (
+                        "; a verify_then_delete job must see its source (is it mounted?)"
+                        if deleting
+                        else "; runs fail until it does (is it mounted?)"
+                    ),
+                    error=deleting,
+                )
+            )
+    return findings
+
+
+def _rclone_config(config: AppConfig) -> list[Finding]:
+    """The rclone config file exists, parses, and has the remotes the jobs name."""
+    remotes = {
+        (job_id, side): name
+        for job_id, job in config.jobs.items()
+        for side in ("source", "destination")
+        if (name := _remote_name(getattr(job, side))) is not None
+    }
+    path = config.rclone.config_file
+    named = path is not None
+    if path is None:
+        # Not named in the file: rclone's own choice. Only $RCLONE_CONFIG is certain enough
+        # to check (the container image sets it), and only for the remotes it should hold.
+        explicit = os.environ.get("RCLONE_CONFIG")
+        if not explicit or not remotes:
+            return []
+        path = Path(explicit)
+    key = ("rclone", "config_file") if named else ("rclone",)
+    where = "" if named else " (named by $RCLONE_CONFIG)"
+    try:
+        if not path.is_file():
+            return [Finding(key, f"{str(path)!r}{where} does not exist or is not a file", named)]
+        if path.stat().st_size > MAX_RCLONE_CONFIG_BYTES:
+            return [Finding(key, f"{str(path)!r}{where} is too large for an rclone config file")]
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return [Finding(key, f"{str(path)!r}{where} cannot be read ({exc.strerror})", named)]
+    except UnicodeDecodeError:
+        return [Finding(key, f"{str(path)!r}{where} is not UTF-8 text; is it rclone's config?")]
+    if _ENCRYPTED in text:
+        return []  # only rclone, with the password, can read it
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        reason = str(exc).splitlines()[0]
+        return [Finding(key, f"{str(path)!r}{where} is not an rclone config file ({reason})")]
+    findings = []
+    for (job_id, side), name in remotes.items():
+        # A remote can also live in the environment: RCLONE_CONFIG_<NAME>_TYPE.
+        in_env = f"RCLONE_CONFIG_{name.upper().replace('-', '_')}_TYPE" in os.environ
+        if not parser.has_section(name) and not in_env:
+            findings.append(
+                Finding(
+                    ("jobs", job_id, side),
+                    f"the remote {name!r} is not defined in {path}",
+                    error=False,
+                )
+            )
+    return findings
+
+
+def _state_dir(state_dir: Path) -> list[Finding]:
+    """A warning when this user could not create or write the state folder."""
+    folder = state_dir
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if os.access(folder, os.W_OK | os.X_OK):
+        return []
+    return [
+        Finding(
+            ("state_dir",),
+            f"{str(folder)!r} is not writable by this user; serve and run-job write the history "
+            "and locks there (fine if they run as another user)",
+            error=False,
+        )
+    ]
