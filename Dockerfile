@@ -55,11 +55,13 @@ RUN useradd --system --uid 1000 --user-group --home-dir /state --shell /usr/sbin
 # /config: mqtt-backup.yaml; /config/rclone: rclone.conf; /state: history, locks, heartbeat;
 # /data: what to back up (or where to). HOME=/state gives rclone a writable cache folder.
 ENV MQTT_BACKUP_CONFIG=/config/mqtt-backup.yaml \
+    MQTT_BACKUP_STATE_DIR=/state \
     RCLONE_CONFIG=/config/rclone/rclone.conf \
     HOME=/state
 VOLUME ["/config", "/config/rclone", "/state", "/data"]
 
-# The default state_dir "./state" then is /state.
+# MQTT_BACKUP_STATE_DIR: a config that sets no state_dir keeps its state in /state, not
+# beside the (read-only) config in /config.
 WORKDIR /
 USER 1000:1000
 
