@@ -70,32 +70,23 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    return []
-
-
 def _check_expansion(root: yaml.Node, source: str) -> None:
     """Refuse cycles, deep nesting, and aliases that multiply the document.
 
-    Each distinct node is visited once (aliases share their node), so this costs the size
-    of the text however large the expansion would be.
+    Each distinct collection is measured once (an alias shares the node it names), so this
+    costs the size of the text however large the expansion would be. An alias of a scalar
+    adds one value, as the text does, and needs no bound.
     """
     size: dict[int, int] = {}
     on_path: set[int] = set()
-    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
-    while stack:
-        node, depth, done = stack.pop()
+    written = 0  # the values of each distinct collection, as if no collection were shared
+
+    def measure(node: yaml.Node, depth: int) -> int:
+        nonlocal written
         key = id(node)
-        if done:
-            on_path.discard(key)
-            size[key] = min(_HUGE, 1 + sum(size[id(child)] for child in _children(node)))
-            continue
-        if key in size:
-            continue
+        known = size.get(key)
+        if known is not None:
+            return known
         line = node.start_mark.line + 1
         if key in on_path:
             raise ConfigError(
@@ -106,10 +97,21 @@ def _check_expansion(root: yaml.Node, source: str) -> None:
                 [f"{source} (line {line}): values are nested more than {MAX_DEPTH} levels deep"]
             )
         on_path.add(key)
-        stack.append((node, depth, True))
-        stack.extend((child, depth + 1, False) for child in _children(node))
-    added = size[id(root)] - len(size)
-    if added > MAX_ALIAS_EXPANSION:
+        items = node.value if isinstance(node, yaml.SequenceNode) else _pairs(node)
+        total = 1
+        for child in items:
+            if isinstance(child, yaml.ScalarNode):
+                total += 1
+            else:
+                total += measure(child, depth + 1)
+        written += 1 + len(items) - sum(1 for c in items if not isinstance(c, yaml.ScalarNode))
+        on_path.discard(key)
+        size[key] = total = min(total, _HUGE)
+        return total
+
+    if isinstance(root, yaml.ScalarNode):
+        return
+    if measure(root, 1) - written > MAX_ALIAS_EXPANSION:
         raise ConfigError(
             [
                 f"{source}: its aliases (*name) would expand it by more than "
@@ -117,6 +119,10 @@ def _check_expansion(root: yaml.Node, source: str) -> None:
                 "alias bomb could exhaust the memory: write the values out, or use fewer aliases"
             ]
         )
+
+
+def _pairs(node: yaml.Node) -> list[yaml.Node]:
+    return [part for pair in node.value for part in pair]
 
 
 def _index(root: yaml.Node) -> tuple[dict[tuple[str, ...], int], dict[tuple[str, ...], list[int]]]:
