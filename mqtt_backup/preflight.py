@@ -41,7 +41,7 @@ def _rclone(config: AppConfig) -> tuple[tuple[int, int, int] | None, list[Findin
     # The same cache as the runs use: validate then costs no rclone process either.
     work = config.state_dir / "work"
     try:
-        version = rclone_version(config.rclone.binary, work if work.is_dir() else None)
+        version = rclone_version(config.rclone.binary, work if os.path.isdir(work) else None)
     except RcloneError as exc:
         return None, [Finding(("rclone", "binary"), str(exc))]
     return version, []
@@ -75,7 +75,7 @@ def _sources(config: AppConfig) -> list[Finding]:
                     error=False,
                 )
             )
-        elif not path.exists():
+        elif not os.path.exists(path):  # unlike Path.exists, never raises (EACCES)
             deleting = job.deletion.mode == "verify_then_delete"
             findings.append(
                 Finding(
@@ -147,7 +147,7 @@ def _rclone_config(config: AppConfig) -> list[Finding]:
 def _state_dir(state_dir: Path) -> list[Finding]:
     """A warning when this user could not create or write the state folder."""
     folder = state_dir
-    while not folder.exists() and folder != folder.parent:
+    while not os.path.exists(folder) and folder != folder.parent:
         folder = folder.parent
     if os.access(folder, os.W_OK | os.X_OK):
         return []
