@@ -112,12 +112,19 @@ def _parse(
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of settings"])
     data = _with_paths(data, Path(os.path.abspath(base_dir or Path.cwd())))
-    errors: list[str] = []
+    # An empty string would be the working directory to pathlib: the very dependence that
+    # relative paths avoid.
+    empty = [keys for keys in _PATHS if _get(data, keys) == ""]
+    errors = [at_line(k, "is empty; write a path, or leave it out", document.lines) for k in empty]
     config: AppConfig | None = None
     try:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
-        errors += [_describe(err, document.lines) for err in exc.errors()]
+        errors += [
+            _describe(err, document.lines)
+            for err in exc.errors()
+            if tuple(map(str, err["loc"])) not in empty  # said above, more plainly
+        ]
     if scheduling and data.get("timezone") is None:
         # Only schedules use a time zone; run-job need not pay for tzlocal (~15 ms).
         problem = host_timezone_problem()
@@ -156,6 +163,14 @@ def _replace(data: dict[str, Any], keys: tuple[str, ...], change: Any) -> dict[s
             return data
         return {**data, head: _replace(value, tuple(rest), change)}
     return {**data, head: change(value)}
+
+
+def _get(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
 
 
 def _absolute(value: Any, base: Path) -> Any:

@@ -276,3 +276,10 @@ def test_a_key_without_its_certificate_is_refused(tmp_path: Path) -> None:
     assert errors_of("mqtt: {tls: {keyfile: k.pem}}", base_dir=tmp_path) == [
         "mqtt.tls: keyfile needs certfile, the client certificate it belongs to (line 1)"
     ]
+
+
+def test_an_empty_path_is_refused_rather_than_taken_for_the_working_directory() -> None:
+    assert errors_of("state_dir: ''\nmqtt: {password_file: ''}\n") == [
+        "state_dir: is empty; write a path, or leave it out (line 1)",
+        "mqtt.password_file: is empty; write a path, or leave it out (line 2)",
+    ]
