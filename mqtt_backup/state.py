@@ -192,6 +192,10 @@ def apply(state: JobState, event: Event, now: datetime) -> JobState:
             "total_files": event.total_files,
             "errors": event.errors,
         }
+        if event.last_error:
+            # Said while it runs, so a slow run shows why before it fails; the engine has
+            # already reduced rclone's text to a sentence that is safe to publish.
+            update["error"] = event.last_error
         if state.started_at is not None:
             update["duration_seconds"] = _seconds(state.started_at, now)
     elif isinstance(event, PhaseStarted):

@@ -7,12 +7,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mqtt_backup.config import JobConfig, RcloneConfig
 from mqtt_backup.engine import commands, process
-from mqtt_backup.engine.events import Event
+from mqtt_backup.engine.events import Event, Progress
 from mqtt_backup.engine.redact import reason
 from mqtt_backup.engine.stats import LogLine, parse_line
 
@@ -81,6 +81,12 @@ class RunContext:
             name=f"rclone-{self.job_id}-{step}",
             env=self.env if sealed else None,
         )
+
+    def reported(self, progress: Progress) -> Progress:
+        """``progress`` with rclone's last error masked, as the state may show it while running."""
+        if progress.last_error is None:
+            return progress
+        return replace(progress, last_error=self.explain(progress.last_error))
 
     def remaining(self, default: float = 60.0) -> float:
         if self.deadline is None:

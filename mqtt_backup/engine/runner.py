@@ -98,7 +98,7 @@ def _transfer(ctx: RunContext, dry_run: bool) -> tuple[ProcessResult, Progress |
         parsed = parse_line(line)
         if isinstance(parsed, Progress):
             last = parsed
-            ctx.on_event(parsed)
+            ctx.on_event(ctx.reported(parsed))
         else:
             ctx.log_line(line)
             if ctx.last_error:

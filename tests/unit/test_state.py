@@ -136,6 +136,24 @@ def test_failure_keeps_last_success_and_sets_error() -> None:
     assert failed.percent == 0
 
 
+def test_rclones_errors_show_while_the_run_goes_on() -> None:
+    s = st.apply(running(), Progress(bytes=5, total_bytes=10), T0)
+    assert (s.errors, s.error) == (0, None)
+    slow = st.apply(
+        s, Progress(bytes=5, total_bytes=10, errors=2, last_error="connection lost"), T0
+    )
+    assert (slow.status, slow.errors, slow.error) == ("running", 2, "connection lost")
+    # A later report without an error text keeps the last one; the next phase keeps it too.
+    later = st.apply(slow, Progress(bytes=6, total_bytes=10, errors=2), T0)
+    assert st.apply(later, PhaseStarted("verifying"), T0).error == "connection lost"
+    # The run's own ending decides the final error: none when it completed after all.
+    assert st.finished(later, RunOutcome("completed"), T0).error is None
+    stalled = RunOutcome("failed", error="no progress for 10m (rclone: connection lost); stopped")
+    assert st.finished(later, stalled, T0).error == stalled.error
+    # The next run starts without the old error.
+    assert st.started(later, "run2", "command", T0).error is None
+
+
 def test_interrupted_run() -> None:
     s = st.apply(running(), PhaseStarted("verifying"), T0)
     gone = st.interrupted(s, T0 + timedelta(minutes=1), "the process stopped")
