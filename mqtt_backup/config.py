@@ -20,11 +20,12 @@ from pydantic import (
     model_validator,
 )
 
-from mqtt_backup.durations import parse_duration
+from mqtt_backup.durations import format_duration, parse_duration
 from mqtt_backup.engine.locations import overlap
 from mqtt_backup.schedule import Schedule, parse_schedule
 
 ID_PATTERN = r"^[a-z0-9_-]{1,64}$"
+DEFAULT_STALL_TIMEOUT = timedelta(minutes=10)
 PASSWORD_ENV = "MQTT_BACKUP_MQTT_PASSWORD"  # noqa: S105 - a variable name
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -179,6 +180,10 @@ class RcloneConfig(_Model):
     stats_interval: Duration = Field(
         timedelta(seconds=1), description="how often rclone reports its progress"
     )
+    stall_timeout: Duration = Field(
+        DEFAULT_STALL_TIMEOUT,
+        description="stop a run whose rclone reports no progress this long; 0 switches it off",
+    )
 
     @field_validator("stats_interval")
     @classmethod
@@ -186,6 +191,11 @@ class RcloneConfig(_Model):
         if value < timedelta(milliseconds=100):
             raise ValueError("must be at least 100ms")
         return value
+
+    @model_validator(mode="after")
+    def _stall_after_stats(self) -> RcloneConfig:
+        _check_stall(self.stall_timeout, self.stats_interval)
+        return self
 
 
 class DeletionConfig(_Model):
@@ -220,6 +230,11 @@ class JobConfig(_Model):
     filters: list[str] = Field(default_factory=list, description="rclone filter rules, in order")
     extra_args: list[str] = Field(default_factory=list, description="flags for the transfer")
     deletion: DeletionConfig = Field(default_factory=DeletionConfig)
+    stall_timeout: Duration | None = Field(
+        None,
+        description="stop a run whose rclone makes no progress this long; 0 switches it off; "
+        "default: rclone.stall_timeout",
+    )
 
     @field_validator("schedule", mode="before")
     @classmethod
@@ -271,6 +286,15 @@ class JobConfig(_Model):
         return self.schedule.period() * 2 + timedelta(hours=1)
 
 
+def _check_stall(stall: timedelta, stats: timedelta, where: str = "") -> None:
+    """A stall timeout must span two stats reports, or a busy rclone would look stalled."""
+    if timedelta(0) < stall < 2 * stats:
+        raise ValueError(
+            f"{where}stall_timeout ({format_duration(stall)}) must be at least twice "
+            f"rclone.stats_interval ({format_duration(stats)}), or 0 to switch it off"
+        )
+
+
 class AppConfig(_Model):
     instance: str = Field(default_factory=default_instance, pattern=ID_PATTERN)
     state_dir: Path = Field(Path("./state"), description="SQLite history and per-job locks")
@@ -310,6 +334,13 @@ class AppConfig(_Model):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    @model_validator(mode="after")
+    def _job_stalls_after_stats(self) -> AppConfig:
+        for job_id, job in self.jobs.items():
+            if job.stall_timeout is not None:
+                _check_stall(job.stall_timeout, self.rclone.stats_interval, f"jobs.{job_id}.")
+        return self
 
     def display_name(self, job_id: str) -> str:
         """The job's name, falling back to its id."""

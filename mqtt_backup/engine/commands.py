@@ -148,6 +148,11 @@ def check_command(
         "check",
         "--one-way",
         "--use-json-log",
+        # Stats let the stall watchdog see the check move on.
+        "--stats",
+        _seconds(rclone),
+        "--stats-log-level",
+        "NOTICE",
         *mode,
         "--match",
         str(reports.match),
@@ -179,6 +184,11 @@ def repair_command(
         "--ignore-times",
         "--no-traverse",
         "--use-json-log",
+        # Stats let the stall watchdog see the copy move on.
+        "--stats",
+        _seconds(rclone),
+        "--stats-log-level",
+        "NOTICE",
         *conn,
         "--files-from-raw",
         str(files_from),

@@ -15,6 +15,7 @@ from mqtt_backup.engine import commands, process
 from mqtt_backup.engine.events import Event, Progress
 from mqtt_backup.engine.redact import reason
 from mqtt_backup.engine.stats import LogLine, parse_line
+from mqtt_backup.engine.watchdog import Watchdog, stall_limit, stall_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,12 @@ class RunContext:
         on_line: Callable[[str], None] | None = None,
         stdout_path: Path | None = None,
         sealed: bool = True,
+        watch: bool = False,
     ) -> process.ProcessResult:
-        """Run one rclone call of this run; only the transfer passes ``sealed=False``."""
+        """Run one rclone call of this run; only the transfer passes ``sealed=False``.
+
+        ``watch`` puts the stall watchdog on the call: only for calls that print stats.
+        """
         self.last_error = None
         return process.run(
             argv,
@@ -80,7 +85,21 @@ class RunContext:
             stdout_path=stdout_path,
             name=f"rclone-{self.job_id}-{step}",
             env=self.env if sealed else None,
+            watchdog=self.watchdog() if watch else None,
         )
+
+    # The stall watchdog: see engine/watchdog.py.
+
+    def watchdog(self) -> Watchdog | None:
+        limit = stall_limit(self.job, self.rclone)
+        return Watchdog(limit.total_seconds()) if limit is not None else None
+
+    def stalled(self, result: process.ProcessResult, error: str | None) -> str:
+        """The error of a run stopped by the watchdog, naming rclone's last error."""
+        limit = stall_limit(self.job, self.rclone)
+        assert limit is not None  # noqa: S101 - only a watched call can stall
+        error = error or result.stats_error
+        return stall_sentence(limit, self.explain(error) if error else None)
 
     def reported(self, progress: Progress) -> Progress:
         """``progress`` with rclone's last error masked, as the state may show it while running."""

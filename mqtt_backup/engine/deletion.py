@@ -311,7 +311,7 @@ def _check(
     argv = commands.check_command(
         ctx.rclone, ctx.job, reports, ctx.conn, verify=verify, files_from=files_from
     )
-    result = ctx.run(argv, "check", on_line=on_line)
+    result = ctx.run(argv, "check", on_line=on_line, watch=True)
     if _stopped(result):
         return result
     if result.returncode not in (0, 1):  # 1: differences found (or nothing compared at all)
@@ -334,7 +334,8 @@ def _repair(ctx: RunContext, checked: CheckResult) -> CheckResult | ProcessResul
     files = ctx.run_dir / "repair.txt"
     files.write_text("".join(p + "\n" for p in paths), encoding="utf-8", errors="surrogateescape")
     logger.info("job %s: copying %d differing file(s) again", ctx.job_id, len(paths))
-    result = ctx.run(commands.repair_command(ctx.rclone, ctx.job, files, ctx.conn), "repair")
+    argv = commands.repair_command(ctx.rclone, ctx.job, files, ctx.conn)
+    result = ctx.run(argv, "repair", watch=True)
     if _stopped(result):
         return result
     if result.returncode != 0:
@@ -372,7 +373,7 @@ def _delete(
     argv = commands.delete_command(
         ctx.rclone, ctx.job.source, rules, ctx.conn, not_modified_after=cutoff
     )
-    result = ctx.run(argv, "delete", on_line=on_delete_line)
+    result = ctx.run(argv, "delete", on_line=on_delete_line, watch=True)
     stopped = result if _stopped(result) else None
     error = None
     if stopped is None and result.returncode != 0:

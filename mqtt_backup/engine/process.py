@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mqtt_backup.engine.watchdog import Watchdog
 from mqtt_backup.errors import RcloneError, RcloneNotFound
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,12 @@ class ProcessResult:
     returncode: int
     tail: list[str] = field(default_factory=list)
     cancelled: bool = False
+    # Stopped by the deadline, or by the stall watchdog (then ``stalled`` is set too): either
+    # way a limit of the run stopped it, and the steps after it must not run.
     timed_out: bool = False
+    stalled: bool = False
+    # The ``lastError`` of rclone's last stats report, when a watchdog read them.
+    stats_error: str | None = None
 
 
 @functools.cache
@@ -123,8 +129,10 @@ def run(
     name: str = "rclone",
     grace: float = GRACE_SECONDS,
     env: Mapping[str, str] | None = None,
+    watchdog: Watchdog | None = None,
 ) -> ProcessResult:
-    """Run rclone until it exits, is cancelled or passes ``deadline`` (time.monotonic()).
+    """Run rclone until it exits, is cancelled, passes ``deadline`` (time.monotonic()) or,
+    with a ``watchdog`` fed its stderr, stops making progress.
 
     ``env`` replaces the inherited environment when given. Raises RcloneNotFound when the
     binary cannot be started.
@@ -159,31 +167,41 @@ def run(
             line = raw.rstrip("\r\n")
             tail.append(line)
             try:
+                if watchdog is not None:
+                    watchdog.feed(line)
                 on_line(line)
             except Exception:
                 logger.exception("handling an rclone output line failed")
 
     reader = threading.Thread(target=read, name=f"{name}-stderr", daemon=True)
     reader.start()
-    cancelled = timed_out = False
-    with _ExitWatch(proc) as exited:
-        while True:
-            # Cancel and the deadline come first: a run cancelled before a quick rclone call
-            # must not count that call as done, whatever it finished in time to do.
-            if cancel.is_set():
-                cancelled = True
-            elif deadline is not None and time.monotonic() >= deadline:
-                timed_out = True
-            elif exited(_POLL_SECONDS):
+    cancelled = timed_out = stalled = False
+    try:
+        with _ExitWatch(proc) as exited:
+            while True:
+                # Cancel and the deadline come first: a run cancelled before a quick rclone
+                # call must not count that call as done, whatever it finished in time to do.
+                if cancel.is_set():
+                    cancelled = True
+                elif deadline is not None and time.monotonic() >= deadline:
+                    timed_out = True
+                elif exited(_POLL_SECONDS):
+                    break
+                elif watchdog is not None and watchdog.stalled():
+                    timed_out = stalled = True
+                else:
+                    continue
+                _stop(proc, grace)
                 break
-            else:
-                continue
-            _stop(proc, grace)
-            break
+    except BaseException:
+        # Never leave rclone running behind an error of this thread (or a KeyboardInterrupt).
+        _stop(proc, grace)
+        raise
     reader.join()
     if proc.stderr is not None:
         proc.stderr.close()
-    return ProcessResult(proc.wait(), list(tail), cancelled, timed_out)
+    stats_error = watchdog.last_error if watchdog is not None else None
+    return ProcessResult(proc.wait(), list(tail), cancelled, timed_out, stalled, stats_error)
 
 
 def run_capture(

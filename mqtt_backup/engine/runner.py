@@ -84,7 +84,9 @@ def _seal(ctx: RunContext) -> None:
         )
 
 
-def _timed_out(ctx: RunContext) -> str:
+def _timed_out(ctx: RunContext, result: ProcessResult, error: str | None = None) -> str:
+    if result.stalled:
+        return ctx.stalled(result, error)
     assert ctx.job.timeout is not None  # noqa: S101 - only a deadline can time out
     return f"timed out after {format_duration(ctx.job.timeout)}"
 
@@ -106,7 +108,7 @@ def _transfer(ctx: RunContext, dry_run: bool) -> tuple[ProcessResult, Progress |
 
     ctx.on_event(PhaseStarted("transferring"))
     argv = commands.transfer_command(ctx.rclone, ctx.job, dry_run=dry_run)
-    result = ctx.run(argv, "transfer", on_line=on_line, sealed=False)
+    result = ctx.run(argv, "transfer", on_line=on_line, sealed=False, watch=True)
     if transfer_error is None and last is not None:
         transfer_error = last.last_error
     return result, last, transfer_error
@@ -127,7 +129,8 @@ def _steps(ctx: RunContext, dry_run: bool, early: EarlyListing | None) -> RunOut
     if result.cancelled:
         return RunOutcome("cancelled", error="cancelled", progress=progress)
     if result.timed_out:
-        return RunOutcome("failed", error=_timed_out(ctx), retryable=True, progress=progress)
+        stop = _timed_out(ctx, result, rclone_error)
+        return RunOutcome("failed", error=stop, retryable=True, progress=progress)
 
     error: str | None = None
     retryable = False
@@ -172,7 +175,8 @@ def _combine(
     if stopped is not None and stopped.cancelled:
         return RunOutcome("cancelled", error="cancelled", exit_code=code or None, **common)
     if stopped is not None and stopped.timed_out:
-        return RunOutcome("failed", error=_timed_out(ctx), retryable=True, **common)
+        stop = _timed_out(ctx, stopped, ctx.last_error)
+        return RunOutcome("failed", error=stop, retryable=True, **common)
     if error is not None:
         return RunOutcome("failed", error=error, exit_code=code, retryable=retryable, **common)
     if deletion.error is not None:

@@ -1,4 +1,4 @@
-"""A real network remote on loopback: ``rclone serve webdav`` on a free port."""
+"""Real network remotes on loopback: ``rclone serve webdav`` and ``rclone serve sftp``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,56 @@ def webdav_server(rclone_binary: str, tmp_path: Path) -> Iterator[WebdavServer]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class SftpServer:
+    """``rclone serve sftp`` on a free port, which a test may kill like a NAS going away."""
+
+    USER = "backup"
+    PASSWORD = "sftp-test-password"  # noqa: S105 - a throw-away server on loopback
+
+    def __init__(self, rclone: str, root: Path) -> None:
+        self.rclone = rclone
+        self.root = root
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SftpServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [self.rclone, "serve", "sftp", "--addr", f"127.0.0.1:{self.port}",
+             "--user", self.USER, "--pass", self.PASSWORD, str(self.root)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        # The first start generates host keys (about a second); it listens only after that.
+        wait_until_listening(self.port, self.process, timeout=30)
+        return self
+
+    def remote(self, path: str = "") -> str:
+        """An rclone connection string for ``path`` on this server."""
+        obscured = subprocess.run(
+            [self.rclone, "obscure", self.PASSWORD], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        return (
+            f":sftp,host=127.0.0.1,port={self.port},user={self.USER},pass={obscured},"
+            f"known_hosts_file=none:{path}"
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: connections drop and new ones are refused, as when a NAS goes away."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def sftp_server(rclone_binary: str, tmp_path: Path) -> Iterator[SftpServer]:
+    server = SftpServer(rclone_binary, tmp_path / "sftp-root").start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 def tree(root: Path) -> dict[str, bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from mqtt_backup.engine import process
 from mqtt_backup.engine.events import Event, PhaseStarted
 from mqtt_backup.engine.process import parse_version, rclone_version
+from mqtt_backup.engine.watchdog import Watchdog
 from mqtt_backup.errors import RcloneError, RcloneNotFound
 from tests.integration.rclone_servers import tree, wrap_rclone, write_tree
 from tests.integration.test_engine_transfer import run_job
@@ -181,3 +183,39 @@ def test_waiting_works_with_descriptors_past_1024() -> None:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert done.returncode == 4
+
+
+def stats_loop(counting: bool, rounds: int) -> list[str]:
+    """A shell command printing a stats line every 0.2 s: rising bytes, or the same bytes."""
+    value = "$i" if counting else "5"
+    script = (
+        f"i=0; while [ $i -lt {rounds} ]; do i=$((i+1)); "
+        f"echo '{{\"stats\":{{\"bytes\":'{value}'}}}}' >&2; sleep 0.2; done"
+    )
+    return ["/bin/sh", "-c", script]
+
+
+def test_a_watched_process_that_stops_moving_is_stopped_as_stalled() -> None:
+    started = time.monotonic()
+    result = process.run(
+        stats_loop(counting=False, rounds=1000),
+        on_line=lambda _line: None,
+        cancel=threading.Event(),
+        watchdog=Watchdog(1.0),
+        grace=1.0,
+    )
+    assert (result.stalled, result.timed_out, result.cancelled) == (True, True, False)
+    assert result.returncode != 0
+    assert time.monotonic() - started < 1.0 + 3.0
+
+
+def test_a_watched_process_that_keeps_moving_runs_to_its_end() -> None:
+    # 2.4 s of reports that each move: more than twice the stall limit, never stalled.
+    result = process.run(
+        stats_loop(counting=True, rounds=12),
+        on_line=lambda _line: None,
+        cancel=threading.Event(),
+        watchdog=Watchdog(1.0),
+    )
+    assert (result.returncode, result.stalled, result.timed_out) == (0, False, False)
+

@@ -115,11 +115,38 @@ def test_minimal_job_gets_safe_defaults() -> None:
             "mqtt.password_file: '/nonexistent/secret' does not exist or is not a file (line 1)",
         ),
         ("timezone: Mars/Olympus", "timezone: unknown time zone 'Mars/Olympus' (line 1)"),
+        (
+            "rclone: {stats_interval: 5s, stall_timeout: 9s}",
+            "rclone: stall_timeout (9s) must be at least twice rclone.stats_interval (5s), "
+            "or 0 to switch it off (line 1)",
+        ),
+        (
+            "jobs: {a: {source: /s, destination: /d, stall_timeout: 1s}}",
+            "(top level): jobs.a.stall_timeout (1s) must be at least twice "
+            "rclone.stats_interval (1s), or 0 to switch it off",
+        ),
         ("jobs: [a, b]", "jobs: Input should be a valid dictionary (line 1)"),
     ],
 )
 def test_broken_config_error(text: str, expected: str) -> None:
     assert errors_of(text) == [expected]
+
+
+def test_stall_timeout_defaults_and_switching_off() -> None:
+    config = parse_config(
+        """
+        rclone: {stall_timeout: 5m}
+        jobs:
+          a: {source: /s, destination: /d}
+          b: {source: /s, destination: /d, stall_timeout: 0}
+          c: {source: /s, destination: /d, stall_timeout: 2s}
+        """
+    )
+    assert config.rclone.stall_timeout == timedelta(minutes=5)
+    assert config.jobs["a"].stall_timeout is None  # the global one applies
+    assert config.jobs["b"].stall_timeout == timedelta(0)
+    assert config.jobs["c"].stall_timeout == timedelta(seconds=2)
+    assert parse_config("{}").rclone.stall_timeout == timedelta(minutes=10)
 
 
 def test_sync_with_verify_then_delete_is_refused_with_the_reason() -> None:
