@@ -12,7 +12,8 @@ from typing import Protocol
 
 from mqtt_backup import state as st
 from mqtt_backup.config import AppConfig, JobConfig
-from mqtt_backup.engine.events import Event, Progress, RunOutcome
+from mqtt_backup.engine.events import Event, ProcessStarted, Progress, RunOutcome
+from mqtt_backup.engine.orphans import stop_leftover
 from mqtt_backup.errors import JobBusy, MqttBackupError
 from mqtt_backup.history import History
 from mqtt_backup.locks import JobLock, is_locked
@@ -119,12 +120,17 @@ class JobExecutor:
     # crash recovery (invariant 2)
 
     def recover(self) -> list[JobState]:
-        """Mark runs whose process is gone as interrupted; returns the states that changed."""
+        """Mark runs whose process is gone as interrupted; returns the states that changed.
+
+        An rclone such a run left running is stopped first, so that nothing of the dead run
+        goes on beside the job's next run.
+        """
         now = st.utcnow()
         changed: list[JobState] = []
         for record in self.history.running_runs():
             if is_locked(self.config.state_dir, record.job_id):
                 continue  # another process is running it right now
+            self._stop_leftovers(record.job_id, record.run_id)
             with self._lock:
                 current = self._states.get(record.job_id)
             if current is None or current.run_id != record.run_id:
@@ -138,6 +144,18 @@ class JobExecutor:
                 changed.append(new)
             logger.warning("job %s run %s was interrupted", record.job_id, record.run_id)
         return changed
+
+    def _stop_leftovers(self, job_id: str, run_id: str) -> None:
+        for pid, started in self.history.processes(run_id):
+            # Only the very process the run started: same pid and same start time.
+            if stop_leftover(pid, started):
+                logger.warning(
+                    "job %s run %s: stopped its rclone (process %d), still running after the "
+                    "process that ran it stopped",
+                    job_id,
+                    run_id,
+                    pid,
+                )
 
     # runs
 
@@ -250,6 +268,9 @@ class JobExecutor:
         work_dir.mkdir(parents=True, exist_ok=True)
 
         def on_event(event: Event) -> None:
+            if isinstance(event, ProcessStarted):
+                self.history.add_process(run_id, event.pid, event.started)
+                return
             try:
                 new = st.apply(self.state(job_id), event, st.utcnow())
             except ValueError:

@@ -55,6 +55,14 @@ CREATE TABLE IF NOT EXISTS settings (
     value TEXT NOT NULL,
     PRIMARY KEY (job_id, key)
 );
+-- The rclone processes of runs still going (a run may have two at once), so that a start-up
+-- after a crash can stop those left running. started: field 22 of /proc/<pid>/stat.
+CREATE TABLE IF NOT EXISTS run_processes (
+    run_id TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started INTEGER NOT NULL,
+    PRIMARY KEY (run_id, pid, started)
+);
 """
 
 
@@ -279,6 +287,7 @@ class History:
                     state.run_id,
                 ),
             )
+            db.execute("DELETE FROM run_processes WHERE run_id=?", (state.run_id,))
             self._save_state(db, state)
 
     def runs(self, job_id: str, limit: int = 50) -> list[RunRecord]:
@@ -299,6 +308,22 @@ class History:
                 " WHERE status IN ('running', 'queued') ORDER BY started_at",
             ).fetchall()
         return [_record(row) for row in rows]
+
+    def add_process(self, run_id: str, pid: int, started: int) -> None:
+        """Record an rclone process of a running run (forgotten when the run finishes)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO run_processes (run_id, pid, started) VALUES (?, ?, ?)",
+                (run_id, pid, started),
+            )
+
+    def processes(self, run_id: str) -> list[tuple[int, int]]:
+        """The (pid, start time) of each rclone process recorded for an unfinished run."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT pid, started FROM run_processes WHERE run_id=? ORDER BY rowid", (run_id,)
+            ).fetchall()
+        return [(int(pid), int(started)) for pid, started in rows]
 
     def last_success(self, job_id: str) -> datetime | None:
         with self._tx() as db:

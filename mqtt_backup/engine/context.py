@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mqtt_backup.config import JobConfig, RcloneConfig
 from mqtt_backup.engine import commands, process
-from mqtt_backup.engine.events import Event, Progress
+from mqtt_backup.engine.events import Event, ProcessStarted, Progress
 from mqtt_backup.engine.redact import reason
 from mqtt_backup.engine.stats import LogLine, parse_line
 from mqtt_backup.engine.watchdog import Watchdog, stall_limit, stall_sentence
@@ -86,13 +86,18 @@ class RunContext:
             name=f"rclone-{self.job_id}-{step}",
             env=self.env if sealed else None,
             watchdog=self.watchdog() if watch else None,
+            on_start=self.process_started,
         )
 
-    # The stall watchdog: see engine/watchdog.py.
+    # The stall watchdog and the record of rclone processes: see engine/watchdog.py and
+    # engine/orphans.py.
 
     def watchdog(self) -> Watchdog | None:
         limit = stall_limit(self.job, self.rclone)
         return Watchdog(limit.total_seconds()) if limit is not None else None
+
+    def process_started(self, pid: int, started: int) -> None:
+        self.on_event(ProcessStarted(pid, started))
 
     def stalled(self, result: process.ProcessResult, error: str | None) -> str:
         """The error of a run stopped by the watchdog, naming rclone's last error."""

@@ -151,6 +151,7 @@ class EarlyListing:
             stdout_path=out,
             name=self._name,
             env=ctx.env,
+            on_start=ctx.process_started,
         )
         if result.returncode == 0 and not _stopped(result):
             self._listing = parse_lsjson(_read(out))
@@ -407,6 +408,7 @@ def _still_there(ctx: RunContext, rules: Path) -> Listing | None:
         stdout_path=out,
         name=f"rclone-{ctx.job_id}-recount",
         env=ctx.env,
+        on_start=ctx.process_started,
     )
     if result.returncode != 0 or result.timed_out:
         return None

@@ -48,7 +48,19 @@ class DeletionCounts:
     files_kept: int = 0
 
 
-Event = Progress | PhaseStarted | DeletionCounts
+@dataclass(frozen=True, slots=True)
+class ProcessStarted:
+    """An rclone process began; its pid and start time let a later start-up stop it.
+
+    ``started`` is the kernel's start time of the process (clock ticks since boot): with the
+    pid it names one process for good, where a pid alone may be reused.
+    """
+
+    pid: int
+    started: int
+
+
+Event = Progress | PhaseStarted | DeletionCounts | ProcessStarted
 
 Status = Literal["completed", "failed", "cancelled"]
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mqtt_backup.engine.orphans import die_with_parent, start_time
 from mqtt_backup.engine.watchdog import Watchdog
 from mqtt_backup.errors import RcloneError, RcloneNotFound
 
@@ -130,12 +131,15 @@ def run(
     grace: float = GRACE_SECONDS,
     env: Mapping[str, str] | None = None,
     watchdog: Watchdog | None = None,
+    on_start: Callable[[int, int], None] | None = None,
 ) -> ProcessResult:
     """Run rclone until it exits, is cancelled, passes ``deadline`` (time.monotonic()) or,
     with a ``watchdog`` fed its stderr, stops making progress.
 
-    ``env`` replaces the inherited environment when given. Raises RcloneNotFound when the
-    binary cannot be started.
+    ``env`` replaces the inherited environment when given. ``on_start(pid, start time)``
+    is told of the process as soon as it runs. rclone gets SIGTERM if the calling thread
+    ends first; this function only returns once rclone ended. Raises RcloneNotFound when
+    the binary cannot be started.
     """
     if cancel.is_set():
         # Nothing is started once a run was cancelled (above all no delete).
@@ -154,12 +158,14 @@ def run(
                 errors="replace",
                 start_new_session=True,
                 env=env,
+                preexec_fn=die_with_parent(),
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError):
             raise _not_found(argv[0]) from None
     finally:
         if stdout_file is not None:
             stdout_file.close()
+    _started(proc, on_start)
 
     def read() -> None:
         assert proc.stderr is not None  # noqa: S101 - Popen was given stderr=PIPE
@@ -204,6 +210,18 @@ def run(
     return ProcessResult(proc.wait(), list(tail), cancelled, timed_out, stalled, stats_error)
 
 
+def _started(proc: subprocess.Popen[str], on_start: Callable[[int, int], None] | None) -> None:
+    if on_start is None:
+        return
+    started = start_time(proc.pid)
+    if started is None:
+        return  # no /proc here, or the process is already gone: nothing to stop later
+    try:
+        on_start(proc.pid, started)
+    except Exception:  # rclone runs and must be waited for, whatever the record did
+        logger.exception("recording rclone's process %d failed", proc.pid)
+
+
 def run_capture(
     argv: list[str], *, timeout: float = 60.0, env: Mapping[str, str] | None = None
 ) -> tuple[int, str]:
@@ -219,6 +237,7 @@ def run_capture(
             timeout=timeout,
             check=False,
             env=env,
+            preexec_fn=die_with_parent(),
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError):
         raise _not_found(argv[0]) from None

@@ -13,6 +13,7 @@ import pytest
 
 from mqtt_backup.engine import process
 from mqtt_backup.engine.events import Event, PhaseStarted
+from mqtt_backup.engine.orphans import start_time
 from mqtt_backup.engine.process import parse_version, rclone_version
 from mqtt_backup.engine.watchdog import Watchdog
 from mqtt_backup.errors import RcloneError, RcloneNotFound
@@ -219,3 +220,20 @@ def test_a_watched_process_that_keeps_moving_runs_to_its_end() -> None:
     )
     assert (result.returncode, result.stalled, result.timed_out) == (0, False, False)
 
+
+def test_each_process_is_told_with_its_start_time() -> None:
+    told: list[tuple[int, int]] = []
+    seen: list[int | None] = []
+
+    def look(_line: str) -> None:
+        seen.append(start_time(told[0][0]) if told else None)
+
+    result = process.run(
+        ["/bin/sh", "-c", "echo running >&2; sleep 0.5"],
+        on_line=look,
+        cancel=threading.Event(),
+        on_start=lambda pid, started: told.append((pid, started)),
+    )
+    assert result.returncode == 0
+    (pid, started), = told
+    assert seen == [started]  # the very process, while it ran

@@ -37,6 +37,19 @@ def test_runs_and_last_states_survive_reopening(tmp_path: Path) -> None:
         assert history.last_success("a") == T0 + timedelta(seconds=2)
 
 
+def test_rclone_processes_are_kept_while_their_run_goes_on(tmp_path: Path) -> None:
+    with History(tmp_path) as history:
+        running = st.started(st.initial("a", "A"), "r1", "cli", T0)
+        history.start_run(running)
+        history.add_process("r1", 4321, 987654)
+        history.add_process("r1", 4322, 987660)
+        history.add_process("r1", 4321, 987654)  # told twice: kept once
+    with History(tmp_path) as history:
+        assert history.processes("r1") == [(4321, 987654), (4322, 987660)]
+        history.finish_run(st.finished(running, RunOutcome("failed"), T0))
+        assert history.processes("r1") == []
+
+
 def test_published_topics_and_settings(tmp_path: Path) -> None:
     with History(tmp_path) as history:
         history.record_published("a", {"t/1", "t/2"})
