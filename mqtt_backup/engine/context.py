@@ -19,6 +19,16 @@ from mqtt_backup.engine.watchdog import Watchdog, stall_limit, stall_sentence
 
 logger = logging.getLogger(__name__)
 
+# Lines that say a run failed but not why: the reason was logged just before them.
+_GENERIC = "Fatal error received"
+
+
+def is_failure(line: LogLine) -> bool:
+    """An error line, or rclone's closing "Failed to copy: …" (a NOTICE since 1.61)."""
+    return bool(line.message) and (
+        line.level in ("error", "critical") or line.message.startswith("Failed to ")
+    )
+
 
 @dataclass(slots=True)
 class RunContext:
@@ -57,7 +67,7 @@ class RunContext:
         parsed = parse_line(line)
         if isinstance(parsed, LogLine):
             logger.debug("rclone [%s]: %s", self.job_id, line)
-            if parsed.level in ("error", "critical") and parsed.message:
+            if is_failure(parsed) and not parsed.message.startswith(_GENERIC):
                 self.last_error = parsed.message
             return parsed
         return None

@@ -73,9 +73,13 @@ def _plain(line: str) -> LogLine:
     if found:
         level = _normal_level(found.group(1))
         text = text[found.end() :]
-    elif text.startswith(("Failed to ", "Fatal error")):
-        # 1.60's last words carry no level; they are the run's failure reason.
-        level = "critical"
+    if text.startswith(("Failed to ", "Fatal error")):
+        # 1.60's last words carry no level, and a refused command line ends with
+        # "NOTICE: Fatal error: unknown flag: --x": either is the run's failure reason.
+        level, text = "critical", text.removeprefix("Fatal error: ")
+    elif text.startswith("Error: "):
+        # Command line errors, printed before logging is set up.
+        level, text = "error", text.removeprefix("Error: ")
     return LogLine(level=level, message=text.strip(), json=False)
 
 

@@ -156,3 +156,32 @@ def test_dry_run_changes_nothing(make_config: Any, tmp_path: Path) -> None:
     assert outcome.deletion.files_deleted == 0
     assert outcome.deletion.files_verified == 1  # a.txt was already there
     assert PhaseStarted("deleting") not in events
+
+
+def test_an_unknown_flag_is_named(make_config: Any, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    job = {"source": str(src), "destination": str(tmp_path / "dst"), "extra_args": ["--bogus"]}
+    outcome, _ = run_job(make_config, tmp_path, job)
+    assert outcome.status == "failed" and not outcome.retryable
+    assert outcome.error == (
+        "rclone rejected its command line (syntax or usage error): unknown flag: --bogus"
+    )
+
+
+def test_a_fatal_error_gives_rclones_reason_not_its_last_words(
+    make_config: Any, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(100_000))
+    job = {
+        "source": str(src),
+        "destination": str(tmp_path / "dst"),
+        "extra_args": ["--max-transfer", "10k"],
+    }
+    outcome, _ = run_job(make_config, tmp_path, job)
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "max transfer limit reached" in outcome.error
+    assert "not attempting retries" not in outcome.error

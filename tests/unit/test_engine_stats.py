@@ -90,3 +90,12 @@ def test_deleted_lines_name_the_object(version: str) -> None:
 )
 def test_odd_lines(line: str, expected: LogLine | None) -> None:
     assert parse_line(line) == expected
+
+
+def test_a_refused_command_line_names_the_flag() -> None:
+    error = parse_line("Error: unknown flag: --bogus-flag")
+    assert isinstance(error, LogLine)
+    assert (error.level, error.message) == ("error", "unknown flag: --bogus-flag")
+    fatal = parse_line("2026/12/01 22:53:38 NOTICE: Fatal error: unknown flag: --bogus-flag")
+    assert isinstance(fatal, LogLine)
+    assert (fatal.level, fatal.message) == ("critical", "unknown flag: --bogus-flag")
