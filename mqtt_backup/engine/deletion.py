@@ -19,6 +19,7 @@ from pathlib import Path
 from mqtt_backup.engine import commands, process
 from mqtt_backup.engine.context import RunContext
 from mqtt_backup.engine.events import DeletionCounts, PhaseStarted, Progress
+from mqtt_backup.engine.exit_codes import ExitKind, describe_exit
 from mqtt_backup.engine.probes import Probes, is_probe
 from mqtt_backup.engine.process import ProcessResult
 from mqtt_backup.engine.stats import LogLine, parse_line
@@ -170,7 +171,7 @@ class EarlyListing:
 
 
 def _list_failure(ctx: RunContext, result: ProcessResult) -> str:
-    if result.returncode == 3:
+    if describe_exit(result.returncode, ctx.version).kind is ExitKind.DIRECTORY_NOT_FOUND:
         return "source directory not found"
     return "could not list the source: " + ctx.explain(ctx.last_error or "rclone failed")
 

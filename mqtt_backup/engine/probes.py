@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mqtt_backup.engine import commands, process
 from mqtt_backup.engine.context import RunContext
+from mqtt_backup.engine.exit_codes import ExitKind, describe_exit
 from mqtt_backup.engine.locations import describe
 from mqtt_backup.engine.process import ProcessResult
 from mqtt_backup.engine.verify import parse_lsjson
@@ -87,9 +88,11 @@ class Probes:
         result = ctx.run(look, "probe-look", stdout_path=out)
         if result.cancelled or result.timed_out:
             return result
-        if result.returncode == 0 and parse_lsjson(_read(out)):
+        kind = describe_exit(result.returncode, ctx.version).kind
+        if kind is ExitKind.OK and parse_lsjson(_read(out)):
             return self.same_storage("the source's probe file appeared in the destination")
-        if result.returncode not in (0, 3):  # 3: no such file, which is what we hope for
+        # "Directory not found" is rclone's answer for a file that is not there: the hope.
+        if kind not in (ExitKind.OK, ExitKind.DIRECTORY_NOT_FOUND):
             why = ctx.explain(ctx.last_error or "rclone failed")
             return f"could not look for the probe file at the destination ({why})"
         return None

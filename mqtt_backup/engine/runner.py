@@ -21,7 +21,7 @@ from mqtt_backup.engine import commands
 from mqtt_backup.engine.context import RunContext
 from mqtt_backup.engine.deletion import DeletionResult, EarlyListing, verify_and_delete
 from mqtt_backup.engine.events import Event, PhaseStarted, Progress, RunOutcome
-from mqtt_backup.engine.exit_codes import describe_exit
+from mqtt_backup.engine.exit_codes import ExitKind, describe_exit
 from mqtt_backup.engine.process import ProcessResult, rclone_version
 from mqtt_backup.engine.sealed import seal
 from mqtt_backup.engine.stats import parse_line
@@ -138,14 +138,19 @@ def _steps(ctx: RunContext, dry_run: bool, early: EarlyListing | None) -> RunOut
     if code != 0:
         meaning = describe_exit(code, ctx.version)
         retryable = meaning.retryable
-        if code == 3:
+        missing = meaning.kind is ExitKind.DIRECTORY_NOT_FOUND
+        if missing:
             error = "source directory not found"
         elif rclone_error:
             error = f"{meaning.sentence}: {ctx.explain(rclone_error)}"
         else:
             error = meaning.sentence
-        usage = meaning.sentence.startswith("rclone rejected")
-        if code == 3 or usage or ctx.job.deletion.mode != "verify_then_delete":
+        # A missing source or a refused command line transferred nothing to verify.
+        if (
+            missing
+            or meaning.kind is ExitKind.USAGE
+            or ctx.job.deletion.mode != "verify_then_delete"
+        ):
             return RunOutcome(
                 "failed", error=error, exit_code=code, retryable=retryable, progress=progress
             )
@@ -180,7 +185,5 @@ def _combine(
     if error is not None:
         return RunOutcome("failed", error=error, exit_code=code, retryable=retryable, **common)
     if deletion.error is not None:
-        return RunOutcome(
-            "failed", error=deletion.error, retryable=deletion.retryable, **common
-        )
+        return RunOutcome("failed", error=deletion.error, retryable=deletion.retryable, **common)
     return RunOutcome("completed", exit_code=0, warning=deletion.warning, **common)

@@ -46,3 +46,14 @@ def test_codes(code: int, retryable: bool, words: str) -> None:
         meaning = describe_exit(code, version)
         assert meaning.retryable is retryable
         assert words in meaning.sentence
+
+
+def test_kinds_follow_the_meaning_not_the_number() -> None:
+    from mqtt_backup.engine.exit_codes import ExitKind
+
+    assert describe_exit(1, OLD).kind is ExitKind.USAGE
+    assert describe_exit(2, NEW).kind is ExitKind.USAGE
+    assert describe_exit(1, NEW).kind is ExitKind.OTHER
+    assert describe_exit(3, NEW).kind is ExitKind.DIRECTORY_NOT_FOUND
+    assert describe_exit(143, NEW).kind is ExitKind.KILLED
+    assert describe_exit(99, NEW).kind is ExitKind.UNKNOWN
