@@ -8,17 +8,20 @@ job costs one retained state topic plus one (device format) discovery topic.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from mqtt_backup import __version__
 from mqtt_backup.config import AppConfig, MqttConfig
 from mqtt_backup.message import Message
-from mqtt_backup.state import JobState
+from mqtt_backup.state import JobState, Status
 from mqtt_backup.topics import Component, Topics
 
 SUPPORT_URL = "https://github.com/mqtt-backup/mqtt-backup"
-STATUS_OPTIONS = ["idle", "queued", "running", "completed", "failed", "cancelled", "interrupted"]
+# From the state model, so a status added there is announced too: Home Assistant ignores an
+# enum sensor's value that is not among its options and keeps showing the previous one.
+STATUS_OPTIONS = list(get_args(Status))
 PHASE_OPTIONS = ["transferring", "verifying", "deleting", "done"]
 EVENT_TYPES = ["completed", "failed", "cancelled", "interrupted"]
 # HA rejects a state longer than 255 characters; the error sentence is cut short of it.
@@ -33,6 +36,31 @@ class Entity:
     component: Component
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    # The end of the entity id, when it is not the key (unique ids keep the key).
+    id_suffix: str | None = None
+
+
+def slug(text: str) -> str:
+    """``text`` as Home Assistant writes it into an entity id (ids here are ``[a-z0-9_-]``).
+
+    Home Assistant slugifies the requested id: runs of ``-`` and ``_`` become one ``_`` and
+    none is left at either end. Doing the same here tells the dashboard the real id.
+    """
+    return re.sub(r"[-_]+", "_", text).strip("_")
+
+
+def job_object_prefix(job_id: str) -> str:
+    """Every entity id of a job starts with this: ``sensor.backup_<job id>_status``."""
+    return slug(f"backup_{job_id}")
+
+
+def instance_object_prefix(instance: str) -> str:
+    return slug(f"mqtt_backup_{instance}")
+
+
+def entity_id(entity: Entity, object_prefix: str) -> str:
+    """The entity id discovery asks for: from the job id and the key, never from ``name``."""
+    return f"{entity.component}.{slug(f'{object_prefix}_{entity.id_suffix or entity.key}')}"
 
 
 def _value(path: str) -> str:
@@ -196,6 +224,7 @@ def job_entities(mqtt: MqttConfig, topics: Topics, config: AppConfig, job_id: st
                     "payload_press": "PRESS",
                     "icon": "mdi:play",
                 },
+                id_suffix="run_now",
             ),
             Entity(
                 "cancel",
@@ -245,7 +274,8 @@ def _instance_device(instance: str) -> dict[str, Any]:
 def _job_device(config: AppConfig, job_id: str) -> dict[str, Any]:
     return {
         "identifiers": [f"{instance_identifier(config.instance)}_{job_id}"],
-        # The device name prefixes every entity id: sensor.backup_<job name>_status.
+        # The device name prefixes every entity's friendly name ("Backup Photos Status"); the
+        # entity ids are pinned from the job id, so renaming a job changes no id.
         "name": f"Backup {config.display_name(job_id)}",
         "manufacturer": "mqtt-backup",
         "model": "rclone backup job",
@@ -270,6 +300,7 @@ def _messages(
     device: dict[str, Any],
     entities: list[Entity],
     uid_prefix: str,
+    object_prefix: str,
     device_topic: str,
     component_topic: Any,
     availability: bool,
@@ -278,13 +309,40 @@ def _messages(
     if availability:
         shared["availability"] = _availability(topics)
     configs = {
-        e.key: {"name": e.name, "unique_id": f"{uid_prefix}_{e.key}", "qos": 1} | e.options
+        e.key: {
+            "name": e.name,
+            "unique_id": f"{uid_prefix}_{e.key}",
+            **_pinned_id(entity_id(e, object_prefix)),
+            "qos": 1,
+        }
+        | e.options
         for e in entities
     }
     if mqtt.discovery_format == "device":
         payload = shared | {"cmps": {e.key: {"p": e.component} | configs[e.key] for e in entities}}
         return [_json(device_topic, payload)]
     return [_json(component_topic(e.component, e.key), shared | configs[e.key]) for e in entities]
+
+
+def _pinned_id(entity_id: str) -> dict[str, str]:
+    """Both spellings: ``object_id`` up to Home Assistant 2025.9, ``default_entity_id`` after.
+
+    Home Assistant uses either only when it first registers an entity; it keeps an id it
+    has already given out. From 2025.10 ``default_entity_id`` wins and ``object_id`` no
+    longer draws a deprecation warning when it is there too; older versions drop the key
+    they do not know.
+    """
+    return {"object_id": entity_id.split(".", 1)[1], "default_entity_id": entity_id}
+
+
+def job_entity_ids(config: AppConfig, job_id: str) -> dict[str, str]:
+    """Key → entity id of every entity discovery announces for the job (none without it)."""
+    mqtt = config.mqtt
+    if mqtt is None or not mqtt.discovery:
+        return {}
+    topics = Topics(mqtt, config.instance)
+    prefix = job_object_prefix(job_id)
+    return {e.key: entity_id(e, prefix) for e in job_entities(mqtt, topics, config, job_id)}
 
 
 def discovery_messages(config: AppConfig, job_id: str) -> list[Message]:
@@ -299,6 +357,7 @@ def discovery_messages(config: AppConfig, job_id: str) -> list[Message]:
         _job_device(config, job_id),
         job_entities(mqtt, topics, config, job_id),
         f"{config.instance}_{job_id}",
+        job_object_prefix(job_id),
         topics.device_discovery(job_id),
         lambda component, key: topics.component_discovery(component, job_id, key),
         availability=True,
@@ -333,6 +392,7 @@ def instance_discovery_messages(config: AppConfig) -> list[Message]:
         _instance_device(config.instance),
         [service],
         config.instance,
+        instance_object_prefix(config.instance),
         topics.instance_device_discovery(),
         topics.instance_component_discovery,
         availability=False,

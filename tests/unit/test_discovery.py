@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import jinja2
 import pytest
@@ -17,7 +17,7 @@ from mqtt_backup.discovery import (
     job_retained_topics,
     removal_messages,
 )
-from mqtt_backup.state import JobState, initial
+from mqtt_backup.state import JobState, Status, initial
 from mqtt_backup.topics import Topics
 
 JOBS = {
@@ -195,3 +195,27 @@ def test_event_message(config: Any) -> None:
     assert (payload["run_id"], payload["finished_at"], payload["error"]) == (
         "r1", "2026-11-29T12:00:00Z", "boom",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["device", "component"])
+def test_entity_ids_come_from_the_job_id_not_its_name(make_config: Any, fmt: str) -> None:
+    job = {"name": "Anything at all", "source": "/a", "destination": "nas:a"}
+    config = make_config(
+        {"instance": "lab-1", "mqtt": {"discovery_format": fmt}, "jobs": {"camera--uploads_": job}}
+    )
+    found = entities(discovery_messages(config, "camera--uploads_"))
+    # Home Assistant slugifies the id it is asked for: runs of - and _ become one _.
+    assert found["status"]["object_id"] == "backup_camera_uploads_status"
+    assert found["status"]["default_entity_id"] == "sensor.backup_camera_uploads_status"
+    assert found["run"]["default_entity_id"] == "button.backup_camera_uploads_run_now"
+    assert found["problem"]["default_entity_id"] == "binary_sensor.backup_camera_uploads_problem"
+    for key, entity in found.items():
+        domain, object_id = entity["default_entity_id"].split(".")
+        assert domain == entity["p"] and object_id == entity["object_id"], key
+    [service] = entities(instance_discovery_messages(config)).values()
+    assert service["default_entity_id"] == "binary_sensor.mqtt_backup_lab_1_service"
+
+
+def test_every_status_the_state_can_hold_is_an_option(config: Any) -> None:
+    found = entities(discovery_messages(config, "photos"))
+    assert set(found["status"]["options"]) == set(get_args(Status))
