@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("job", metavar="JOB")
     hist.add_argument("--limit", type=int, default=20, help="how many runs (default: 20)")
     sub.add_parser("healthcheck", help="exit 0 while a serve of this config is alive")
+    dash = sub.add_parser("dashboard", help="print a Home Assistant dashboard view of the jobs")
+    dash.add_argument("--jobs", metavar="A,B", help="only these jobs, in this order")
     return parser
 
 
@@ -83,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return show_status(config, as_json=args.json)
         if args.command == "history":
             return show_history(config, args.job, args.limit)
+        if args.command == "dashboard":
+            return print_dashboard(config, args.jobs)
         from mqtt_backup import app
 
         if args.command == "serve":
@@ -237,6 +241,19 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
             s.error or "",
         )
     Console().print(table)
+    return EXIT_OK
+
+
+def print_dashboard(config: AppConfig, jobs: str | None) -> int:
+    """Print the Lovelace view of the jobs (YAML), to paste into a dashboard."""
+    from mqtt_backup.dashboard import DashboardError, dashboard_view, render, select_jobs
+
+    try:
+        view = dashboard_view(config, select_jobs(config, jobs))
+    except DashboardError as exc:
+        print(f"mqtt-backup: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(render(view), end="")
     return EXIT_OK
 
 
