@@ -23,6 +23,7 @@ from mqtt_backup.listeners import PublishingListener
 from mqtt_backup.locks import JobLock
 from mqtt_backup.scheduler import JobScheduler
 from mqtt_backup.secrets import RedactingFilter, config_secrets
+from mqtt_backup.supervisor import SupervisorError, addon_config
 
 if TYPE_CHECKING:
     from mqtt_backup.publisher import Publisher
@@ -198,11 +199,14 @@ class Service:
     def reload(self) -> None:
         """Adopt the file's new config; an invalid file is logged and the old one kept."""
         try:
-            loaded = load_config(self.path, scheduling=True)
+            loaded = addon_config(load_config(self.path, scheduling=True), broker=True)
         except ConfigError as exc:
             logger.error("%s is invalid; keeping the running configuration:", self.path)
             for error in exc.errors:
                 logger.error("  %s", error)
+            return
+        except SupervisorError as exc:
+            logger.error("%s; keeping the running configuration", exc)
             return
         old = self.config
         kept = {

@@ -28,8 +28,19 @@ from mqtt_backup.history import History, RunRecord
 from mqtt_backup.logs import setup as setup_logging
 from mqtt_backup.secrets import config_secrets
 from mqtt_backup.state import iso, newer
+from mqtt_backup.supervisor import (
+    SupervisorError,
+    addon_config,
+    under_supervisor,
+    write_dashboard,
+    write_starter_config,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Commands that talk to the broker, or describe its entities: under the Home Assistant
+# Supervisor, a config without a broker host gets the Supervisor's broker for them.
+BROKER_COMMANDS = frozenset({"serve", "run-job", "status", "dashboard"})
+ADDON_DASHBOARD = "dashboard.yaml"
 
 logger = logging.getLogger("mqtt_backup")
 
@@ -73,11 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = config_path(args.config)
     if args.command == "validate":
         return validate(path)
+    if args.command == "serve" and write_starter_config(path):
+        print(f"{path}: written with no jobs yet; add jobs, then restart", file=sys.stderr)
     try:
         config = load_config(path, scheduling=args.command == "serve")
     except ConfigError as exc:
         return _invalid(path, exc.errors)
     redactor = setup_logging(args.log_level, config_secrets(config))
+    try:
+        config = _as_addon(path, args.command, config)
+    except SupervisorError as exc:
+        print(f"mqtt-backup: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    redactor.add(config_secrets(config))
     try:
         if args.command == "run-job":
             return run_job(config, args.job, dry_run=args.dry_run)
@@ -127,6 +146,15 @@ def validate(path: Path) -> int:
     rclone = ".".join(map(str, version)) if version else "?"
     print(f"{path}: OK, {len(config.jobs)} job(s): {jobs}; rclone {rclone}")
     return EXIT_OK
+
+
+def _as_addon(path: Path, command: str, config: AppConfig) -> AppConfig:
+    """Under the Home Assistant Supervisor: its broker and the add-on's folders (else as is)."""
+    config = addon_config(config, broker=command in BROKER_COMMANDS)
+    if command == "serve" and under_supervisor(os.environ):
+        # An add-on user has no shell to run `dashboard` in, but can open this file.
+        write_dashboard(path.parent / ADDON_DASHBOARD, config)
+    return config
 
 
 def entry() -> NoReturn:
