@@ -54,16 +54,23 @@ RUN useradd --system --uid 1000 --user-group --home-dir /state --shell /usr/sbin
 
 # /config: mqtt-backup.yaml; /config/rclone: rclone.conf; /state: history, locks, heartbeat;
 # /data: what to back up (or where to). HOME=/state gives rclone a writable cache folder.
+# As a Home Assistant add-on, /config is the add-on's config folder and /data its storage.
+# /config/rclone is no volume of its own: an anonymous one would hide the rclone folder of
+# a /config mounted from the host, as the add-on's is.
 ENV MQTT_BACKUP_CONFIG=/config/mqtt-backup.yaml \
     MQTT_BACKUP_STATE_DIR=/state \
     RCLONE_CONFIG=/config/rclone/rclone.conf \
     HOME=/state
-VOLUME ["/config", "/config/rclone", "/state", "/data"]
+VOLUME ["/config", "/state", "/data"]
 
 # MQTT_BACKUP_STATE_DIR: a config that sets no state_dir keeps its state in /state, not
 # beside the (read-only) config in /config.
 WORKDIR /
-USER 1000:1000
+# No USER: the entrypoint runs the command as uid 1000 (or as --user says), except as a Home
+# Assistant add-on, whose folders belong to root. `docker exec` skips the entrypoint: give
+# it --user 1000 (compose's `user:` does that by itself).
+COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/docker-entrypoint
+ENTRYPOINT ["/usr/local/bin/docker-entrypoint"]
 
 # serve writes state_dir/heartbeat every 5 s; the check fails once it is 20 s old or serve's
 # pid is gone. serve handles SIGTERM itself (it is safe as PID 1); --init adds zombie reaping.
