@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -187,3 +188,11 @@ def test_cli_prints_the_view_and_refuses_unknown_jobs(tmp_path: Any, capsys: Any
     assert [s["cards"][0]["heading"] for s in view["sections"][1:]] == ["Photos"]
     assert main(["-c", str(path), "dashboard", "--jobs", "nope"]) == 2
     assert "unknown job(s) nope" in capsys.readouterr().err
+
+
+def test_the_shipped_dashboard_is_the_one_the_command_makes(capsys: Any) -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert main(["-c", str(root / "config" / "example.yaml"), "dashboard"]) == 0
+    made = yaml.safe_load(capsys.readouterr().out)
+    shipped = yaml.safe_load((root / "config" / "home-assistant-dashboard.yaml").read_text())
+    assert shipped == made
