@@ -31,6 +31,7 @@ from mqtt_backup.state import iso, newer
 from mqtt_backup.supervisor import (
     SupervisorError,
     addon_config,
+    addon_log_level,
     under_supervisor,
     write_dashboard,
     write_starter_config,
@@ -57,9 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="default: INFO",
+        help="default: INFO, or the Home Assistant add-on's log_level option",
     )
     parser.add_argument("--version", action="version", version=f"mqtt-backup {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -90,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(path, scheduling=args.command == "serve")
     except ConfigError as exc:
         return _invalid(path, exc.errors)
-    redactor = setup_logging(args.log_level, config_secrets(config))
+    level = args.log_level or addon_log_level() or "INFO"
+    redactor = setup_logging(level, config_secrets(config))
     try:
         config = _as_addon(path, args.command, config)
     except SupervisorError as exc:

@@ -31,6 +31,9 @@ URL_ENV = "MQTT_BACKUP_SUPERVISOR_URL"
 DEFAULT_URL = "http://supervisor"
 # The add-on's private folder: kept across updates and restarts, part of its backups.
 ADDON_STATE_DIR = Path("/data")
+# Where the Supervisor writes the options set on the add-on's Configuration tab.
+OPTIONS_PATH = ADDON_STATE_DIR / "options.json"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TIMEOUT = 10.0
 _CREDENTIALS = ("username", "password", "password_file")
 
@@ -195,6 +198,22 @@ def addon_config(
             f" as {service.username}" if service.username else "",
         )
     return config
+
+
+def addon_log_level(
+    environ: Mapping[str, str] = os.environ, path: Path = OPTIONS_PATH
+) -> str | None:
+    """The add-on's ``log_level`` option, upper-cased; None outside the Supervisor or unset."""
+    if not under_supervisor(environ):
+        return None
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    level = options.get("log_level") if isinstance(options, dict) else None
+    if isinstance(level, str) and level.upper() in LOG_LEVELS:
+        return level.upper()
+    return None
 
 
 def write_starter_config(path: Path, environ: Mapping[str, str] = os.environ) -> bool:

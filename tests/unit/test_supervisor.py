@@ -17,6 +17,7 @@ from mqtt_backup.supervisor import (
     BrokerService,
     SupervisorError,
     addon_config,
+    addon_log_level,
     needs_broker,
     parse_service,
     with_broker,
@@ -157,3 +158,13 @@ def test_the_dashboard_file(tmp_path: Path) -> None:
     view = yaml.safe_load((tmp_path / "dashboard.yaml").read_text())
     assert view["sections"][1]["cards"][0]["heading"] == "photos"
     assert PASSWORD not in (tmp_path / "dashboard.yaml").read_text()
+
+
+def test_the_log_level_option(tmp_path: Path) -> None:
+    options = tmp_path / "options.json"
+    assert addon_log_level(ADDON, options) is None  # no file yet
+    options.write_text('{"log_level": "debug"}')
+    assert addon_log_level(ADDON, options) == "DEBUG"
+    assert addon_log_level({}, options) is None
+    options.write_text('{"log_level": "loud"}')
+    assert addon_log_level(ADDON, options) is None
