@@ -7,6 +7,7 @@ as it gives them); the broker is a real mosquitto that wants the password it han
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.integration.cli_helpers import cli_argv, cli_env, make_tree, write_config
+from tests.integration.cli_helpers import cli_argv, cli_env, make_tree, wait_for, write_config
 from tests.integration.mqtt_helpers import Collector
 
 pytestmark = pytest.mark.timeout(90)
@@ -183,3 +185,30 @@ def test_no_supervisor_at_that_address(addon_config: Path, supervisor: FakeSuper
     assert line.startswith(
         f"mqtt-backup: cannot reach the Home Assistant Supervisor at {supervisor.url} ("
     )
+
+
+def test_serve_as_an_addon_writes_its_dashboard_and_reloads(
+    addon_config: Path, supervisor: FakeSupervisor, broker_factory: Any
+) -> None:
+    broker = broker_factory(users={"addons": PASSWORD})
+    supervisor.answer = (200, {"result": "ok", "data": {
+        "host": broker.host, "port": broker.port, "ssl": False,
+        "username": "addons", "password": PASSWORD,
+    }})  # fmt: skip
+    log = addon_config.parent / "serve.log"
+    env = cli_env() | {"SUPERVISOR_TOKEN": TOKEN, "MQTT_BACKUP_SUPERVISOR_URL": supervisor.url}
+    with log.open("wb") as out:
+        process = subprocess.Popen(cli_argv(addon_config, "serve"), stdout=out, stderr=out, env=env)
+    try:
+        wait_for(lambda: "serving instance t: 1 job(s)" in log.read_text(), what="serve up")
+        view = yaml.safe_load((addon_config.parent / "dashboard.yaml").read_text())
+        assert view["sections"][1]["cards"][0]["heading"] == "photos"
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in log.read_text(), what="the reload")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    text = log.read_text()
+    # The reloaded file is read with the same broker, so nothing waits for a restart.
+    assert "takes effect after a restart" not in text
+    assert len(supervisor.requests) == 2 and PASSWORD not in text
