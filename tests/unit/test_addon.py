@@ -103,3 +103,14 @@ def test_the_entrypoint_drops_root_except_as_an_addon() -> None:
     else:
         # Started with --user: the command runs as that user, whatever else is set.
         assert entrypoint(token=None) == str(os.getuid())
+
+
+def test_the_release_publishes_the_image_the_addon_pulls() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    steps = workflow["jobs"]["image"]["steps"]
+    build = next(s for s in steps if str(s.get("uses", "")).startswith("docker/build-push"))
+    addon = yaml.safe_load((ROOT / "addon" / "config.yaml").read_text())
+    tags = build["with"]["tags"].splitlines()
+    assert f"{addon['image']}:${{{{ env.VERSION }}}}" in tags
+    platforms = {p.removeprefix("linux/") for p in build["with"]["platforms"].split(",")}
+    assert platforms == {"arm64" if a == "aarch64" else a for a in addon["arch"]}
