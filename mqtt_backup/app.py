@@ -18,7 +18,7 @@ from mqtt_backup.config import AppConfig
 from mqtt_backup.config_loader import load_config
 from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
 from mqtt_backup.executor import JobExecutor
-from mqtt_backup.history import History
+from mqtt_backup.history import History, HistoryPruner
 from mqtt_backup.listeners import PublishingListener
 from mqtt_backup.locks import JobLock
 from mqtt_backup.scheduler import JobScheduler
@@ -130,6 +130,9 @@ class Service:
             )
             executor.add_listener(PublishingListener(self.publisher))
         recovered = executor.recover()
+        pruner = HistoryPruner(history, lambda: self.config.history_retention)
+        pruner.prune_all()
+        executor.add_listener(pruner)
         if self.publisher is not None:
             for job_state in executor.states().values():
                 self.publisher.publish_state(job_state)

@@ -295,6 +295,27 @@ def _check_stall(stall: timedelta, stats: timedelta, where: str = "") -> None:
         )
 
 
+class HistoryRetention(_Model):
+    """How long runs stay in the history: both bounds apply, ``null`` switches one off."""
+
+    max_age: Duration | None = Field(
+        timedelta(days=90), description="runs that started longer ago are removed"
+    )
+    max_runs: int | None = Field(
+        1000, ge=1, description="per job, only this many of the newest runs are kept"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        # "history_retention: 30d" sets the age and keeps the default count.
+        if isinstance(value, str):
+            return {"max_age": value}
+        if value is not None and not isinstance(value, dict | HistoryRetention):
+            raise ValueError("write a duration like 90d, or {max_age: 90d, max_runs: 1000}")
+        return value
+
+
 class AppConfig(_Model):
     instance: str = Field(default_factory=default_instance, pattern=ID_PATTERN)
     state_dir: Path = Field(Path("./state"), description="SQLite history and per-job locks")
@@ -303,6 +324,9 @@ class AppConfig(_Model):
     mqtt: MqttConfig | None = Field(None, description="broker; without it state is kept locally")
     rclone: RcloneConfig = Field(default_factory=RcloneConfig)
     jobs: dict[Annotated[str, Field(pattern=ID_PATTERN)], JobConfig] = Field(default_factory=dict)
+    history_retention: HistoryRetention = Field(
+        default_factory=HistoryRetention, description="how long finished runs stay in the history"
+    )
 
     @field_validator("state_dir")
     @classmethod

@@ -9,14 +9,18 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mqtt_backup.errors import MqttBackupError
 from mqtt_backup.state import JobState, iso
+
+if TYPE_CHECKING:
+    from mqtt_backup.config import HistoryRetention
 
 logger = logging.getLogger(__name__)
 
@@ -420,3 +424,80 @@ class History:
                 "the history's setting %s of job %s cannot be read; using %r", key, job_id, default
             )
             return default
+
+    # retention
+
+    def prune(
+        self,
+        *,
+        max_age: timedelta | None,
+        max_runs: int | None,
+        now: datetime,
+        job_id: str | None = None,
+    ) -> int:
+        """Remove finished runs older than ``max_age`` or beyond a job's newest ``max_runs``.
+
+        Whatever the bounds, each job keeps its newest run, its newest real success (the
+        "last success" shown to users) and every run not yet finished (recovery needs them).
+        Returns how many runs were removed; ``job_id`` limits the pruning to one job.
+        """
+        if max_age is None and max_runs is None:
+            return 0
+        cutoff = _ms(now - max_age) if max_age is not None else None
+        with self._tx() as db:
+            cursor = db.execute(_PRUNE, (job_id, job_id, max_runs, max_runs, cutoff, cutoff))
+            return cursor.rowcount
+
+
+# Ranks each job's runs from the newest (1); "success" ranks real successes among themselves.
+# The freed pages are reused by later runs, so the file stops growing once the bounds bite.
+_PRUNE = """
+DELETE FROM runs WHERE rowid IN (
+    SELECT id FROM (
+        SELECT rowid AS id, status, started_at,
+            ROW_NUMBER() OVER (
+                PARTITION BY job_id ORDER BY started_at DESC, rowid DESC
+            ) AS newest,
+            ROW_NUMBER() OVER (
+                PARTITION BY job_id, status = 'completed' AND dry_run = 0
+                ORDER BY started_at DESC, rowid DESC
+            ) AS success,
+            status = 'completed' AND dry_run = 0 AS real_success
+        FROM runs WHERE ? IS NULL OR job_id = ?
+    )
+    WHERE newest > 1
+        AND status NOT IN ('running', 'queued')
+        AND NOT (real_success AND success = 1)
+        AND ((? IS NOT NULL AND newest > ?) OR (? IS NOT NULL AND started_at < ?))
+)
+"""
+
+
+class HistoryPruner:
+    """Keeps the history within ``history_retention``: every job at start, a job after its runs.
+
+    A run listener of the executor; ``retention`` is asked on each use, so a reloaded
+    configuration's bounds apply from the next run on.
+    """
+
+    def __init__(self, history: History, retention: Callable[[], HistoryRetention]) -> None:
+        self._history = history
+        self._retention = retention
+
+    def prune_all(self) -> int:
+        return self._prune(None)
+
+    def state_changed(self, state: JobState) -> None:
+        pass
+
+    def run_finished(self, state: JobState) -> None:
+        self._prune(state.job_id)
+
+    def _prune(self, job_id: str | None) -> int:
+        retention = self._retention()
+        return self._history.prune(
+            max_age=retention.max_age,
+            max_runs=retention.max_runs,
+            now=datetime.now(UTC),
+            job_id=job_id,
+        )
