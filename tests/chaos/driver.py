@@ -84,7 +84,7 @@ class Driver:
     def write_sources(self) -> str:
         """Write new files and overwrite old ones in place, also ones already moved away."""
         done = []
-        for _ in range(self.rng.randint(1, 3)):
+        for _ in range(self.rng.randint(1, 4)):
             job = self.rng.choice(self.rig.jobs)
             root = self.rig.source(job)
             known = self.rig.ledger.names(job)

@@ -1,10 +1,11 @@
 """The chaos run: a real ``serve`` with ten jobs, disturbed in every way at once, then checked.
 
-For CHAOS_SECONDS (per seed) a seeded driver restarts mosquitto, kills and restarts the sftp
-server mid-upload, deletes and corrupts backed-up copies, writes and rewrites source files,
-sends run and cancel commands, and SIGKILLs and restarts serve. Then everything is left to
-settle, serve is stopped with SIGTERM, and the promises are checked: no file lost, no run
-stuck, no overlap, the last states retained, no orphaned rclone, no secret anywhere.
+For CHAOS_SECONDS (per seed, default 15, and at least one full hang of an sftp server) a
+seeded driver restarts mosquitto, kills one sftp server mid-upload and hangs the other,
+deletes and corrupts backed-up copies, writes and rewrites source files, sends run and cancel
+commands, and SIGKILLs and restarts serve. Then every job runs once more in calm, serve is
+stopped with SIGTERM, and the promises are checked: no file lost, no run stuck, no overlap,
+the last states retained, no orphaned rclone, no secret anywhere, no traceback.
 
 Replay a seed, or run longer: CHAOS_SEEDS=123,456 CHAOS_SECONDS=600 pytest tests/chaos -s
 (timing still differs between replays; the seed fixes what the driver does, and in which order).
@@ -26,7 +27,7 @@ from tests.chaos.ledger import lost_files
 from tests.chaos.processes import kill_all, survivors
 from tests.chaos.rig import ORPHAN_GRACE, RUN_GRACE, STALL_TIMEOUT, ChaosRig
 
-SECONDS = float(os.environ.get("CHAOS_SECONDS", "12"))
+SECONDS = float(os.environ.get("CHAOS_SECONDS", "15"))
 SEEDS = (
     [int(seed) for seed in os.environ["CHAOS_SEEDS"].split(",") if seed.strip()]
     if os.environ.get("CHAOS_SEEDS")
@@ -110,11 +111,12 @@ def check(rig: ChaosRig, code: int | None, left: dict[int, str]) -> list[str]:
     )
     violations += checks.tracebacks(log)
     # The run must have done something, or every check above passes for nothing.
-    finished = sum(1 for records in runs.values() for r in records if r.status == "completed")
-    if finished < len(rig.jobs) or rig.ledger.count() == 0:
+    completed = sum(1 for records in runs.values() for r in records if r.status == "completed")
+    deleted = sum(r.files_deleted for records in runs.values() for r in records)
+    if completed < len(rig.jobs) or deleted == 0 or rig.ledger.count() == 0:
         violations.append(
-            f"too little happened to judge: {finished} completed runs, "
-            f"{rig.ledger.count()} file versions written"
+            f"too little happened to judge: {completed} completed runs, {deleted} source "
+            f"files deleted after verification, {rig.ledger.count()} file versions written"
         )
     return violations
 
@@ -126,8 +128,10 @@ def outcome(rig: ChaosRig, violations: list[str]) -> str:
         for run in records:
             statuses[run.status] = statuses.get(run.status, 0) + 1
     counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+    deleted = sum(r.files_deleted for records in rig.runs().values() for r in records)
     messages = len(rig.recorder.messages) if rig.recorder is not None else 0
     return (
-        f"runs: {counts}; {rig.ledger.count()} file versions written; {messages} MQTT "
+        f"runs: {counts}; {rig.ledger.count()} file versions written, {deleted} deleted "
+        f"after verification; {messages} MQTT "
         f"messages seen; serve started {rig.starts} times; {len(violations)} violation(s)"
     )
