@@ -91,7 +91,7 @@ class ChaosRig:
     ledger: Ledger = field(default_factory=Ledger)
     incidents: list[Incident] = field(default_factory=list)
     mqtt_user: str = "backup"
-    mqtt_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    mqtt_password: str = field(default_factory=lambda: secrets.token_hex(12))
     starts: int = 0
     t0: float = field(default_factory=time.monotonic)
 

@@ -27,7 +27,7 @@ class SftpServer:
         self.log_path = log_path
         self.port = free_port()
         self.user = "chaos"
-        self.password = secrets.token_urlsafe(12)
+        self.password = secrets.token_hex(12)
         self.obscured = subprocess.run(
             [rclone, "obscure", self.password], capture_output=True, text=True, check=True
         ).stdout.strip()
