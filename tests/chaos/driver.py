@@ -33,20 +33,27 @@ HUNG_SERVER = "b"
 
 @dataclass
 class Driver:
+    """Plays the deck. Each action draws from its own generator, seeded by the seed, the kind
+    of action and its count (the 3rd write, the 2nd kill…), so that a card put back during a
+    hang shifts when later actions happen, never what they do."""
+
     rig: ChaosRig
     seed: int
     rng: random.Random = field(init=False)
     actions: list[str] = field(default_factory=list)
+    _deck_rng: random.Random = field(init=False)
     _deck: list[str] = field(default_factory=list)
+    _played: dict[str, int] = field(default_factory=dict)
     _names: int = 0
     _resume_at: float | None = None
 
     def __post_init__(self) -> None:
+        self._deck_rng = random.Random(self.seed)
         self.rng = random.Random(self.seed)
         rest = list(DECK)
         for card in OPENING:
             rest.remove(card)
-        self.rng.shuffle(rest)
+        self._deck_rng.shuffle(rest)
         self._deck = [*OPENING, *rest]
 
     def run(self, seconds: float) -> None:
@@ -58,25 +65,31 @@ class Driver:
                 continue
             if not self._deck:
                 self._deck = list(DECK)
-                self.rng.shuffle(self._deck)
+                self._deck_rng.shuffle(self._deck)
             card = self._deck.pop(0)
             if card in ("kill_daemon", "hang_sftp") and self._resume_at is not None:
                 self._deck.append(card)  # later, once the server answers again
                 time.sleep(0.05)
                 continue
-            action: Callable[[], str] = getattr(self, card)
-            started = time.monotonic() - self.rig.t0
-            self.actions.append(f"{started:6.1f}s {card}: {action()}")
+            self._play(card, getattr(self, card))
             time.sleep(self.rng.uniform(0.1, 0.8))
         self.rig.check_daemon_alive()
+
+    def _play(self, card: str, action: Callable[[], str]) -> None:
+        count = self._played[card] = self._played.get(card, 0) + 1
+        self.rng = random.Random(f"{self.seed}/{card}/{count}")
+        started = time.monotonic() - self.rig.t0
+        self.actions.append(f"{started:6.1f}s {card} #{count}: {action()}")
 
     def _resume_if_due(self) -> bool:
         if self._resume_at is None or time.monotonic() < self._resume_at:
             return False
         self._resume_at = None
-        started = time.monotonic() - self.rig.t0
-        done = self.kill_daemon(while_down=self.rig.sftp[HUNG_SERVER].resume)
-        self.actions.append(f"{started:6.1f}s end of the hang: {done}; sftp server b resumed")
+        self._play(
+            "end_of_hang",
+            lambda: self.kill_daemon(while_down=self.rig.sftp[HUNG_SERVER].resume)
+            + "; sftp server b resumed",
+        )
         return True
 
     # the actions; each returns what it did, for the replay log
