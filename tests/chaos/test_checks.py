@@ -11,11 +11,23 @@ from tests.chaos.ledger import Ledger, lost_files
 
 
 def run(run_id: str, started: str, finished: str | None, status: str = "completed") -> RunRecord:
-    return RunRecord(
-        run_id, "j", "schedule", 1, f"2026-12-01T10:00:{started}Z",
-        f"2026-12-01T10:00:{finished}Z" if finished else None,
-        status, 0, 0, 0, 0, 0, 0, None, False,
+    counters = dict.fromkeys(
+        ("bytes_transferred", "files_transferred", "files_verified", "files_deleted",
+         "bytes_deleted", "files_kept"),
+        0,
     )  # fmt: skip
+    return RunRecord(
+        run_id=run_id,
+        job_id="j",
+        trigger="schedule",
+        attempt=1,
+        started_at=f"2026-12-01T10:00:{started}Z",
+        finished_at=f"2026-12-01T10:00:{finished}Z" if finished else None,
+        status=status,
+        error=None,
+        dry_run=False,
+        **counters,
+    )
 
 
 def test_lost_files_wants_the_last_version_in_the_source_or_at_the_destination(
