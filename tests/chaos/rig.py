@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mqtt_backup.config import JobConfig
 from mqtt_backup.history import History, RunRecord
 from tests.chaos.ledger import Ledger
 from tests.chaos.processes import kill_all, rclone_processes, survivors
@@ -129,9 +128,7 @@ class ChaosRig:
                 job["extra_args"] = ["--bwlimit", "400k"]
             if name in RETRYING:
                 job |= {"retries": 1, "retry_delay": "1s"}
-            # Versions without the stall watchdog reject the key; the bound is checked either way.
-            if "stall_timeout" in JobConfig.model_fields:
-                job["stall_timeout"] = f"{STALL_TIMEOUT:g}s"
+            job["stall_timeout"] = f"{STALL_TIMEOUT:g}s"
             jobs[name] = job
         return jobs
 
