@@ -117,7 +117,7 @@ class JobExecutor:
             except Exception:  # a listener must never stop a backup
                 logger.exception("state listener failed for job %s", new.job_id)
 
-    # crash recovery (invariant 2)
+    # crash recovery (docs/design.md, guarantee 2: no stale running)
 
     def recover(self) -> list[JobState]:
         """Mark runs whose process is gone as interrupted; returns the states that changed.

@@ -305,7 +305,7 @@ class History:
         return [_record(row) for row in rows]
 
     def running_runs(self) -> list[RunRecord]:
-        """Runs recorded as running: their process may have died (invariant 2)."""
+        """Runs recorded as running: their process may have died (docs/design.md, guarantee 2)."""
         with self._tx() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM runs"  # noqa: S608 - fixed names

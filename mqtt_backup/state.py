@@ -200,7 +200,7 @@ def apply(state: JobState, event: Event, now: datetime) -> JobState:
             update["duration_seconds"] = _seconds(state.started_at, now)
     elif isinstance(event, PhaseStarted):
         if event.phase == "deleting" and state.phase != "verifying":
-            # Deletion is reachable only from a verified state (invariant 1).
+            # Deletion is reachable only from a verified state (docs/design.md, guarantee 1).
             raise ValueError("deleting can only follow verifying")
         if event.phase == "verifying" and state.phase != "transferring":
             raise ValueError("verifying can only follow transferring")

@@ -52,9 +52,9 @@ class Broker:
     def _write_conf(self) -> None:
         lines = [
             f"listener {self.port} 127.0.0.1",
-            # persistence off: a restarted broker has lost every retained message (NOTES.md).
+            # persistence off: a restarted broker has lost every retained message.
             "persistence false",
-            # As root, mosquitto drops privileges before reading password_file (NOTES.md).
+            # As root, mosquitto drops privileges before reading password_file.
             "user root",
             f"log_dest file {self.log}",
             "log_type error",

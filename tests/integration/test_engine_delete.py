@@ -1,4 +1,4 @@
-"""verify-then-delete against a real rclone, and the attacks on invariant 1."""
+"""verify-then-delete against a real rclone, and the attacks on its no-unverified-deletion rule."""
 
 from __future__ import annotations
 
