@@ -19,10 +19,10 @@ from mqtt_backup.config_loader import load_config
 from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
 from mqtt_backup.executor import JobExecutor
 from mqtt_backup.history import History, HistoryPruner
-from mqtt_backup.listeners import PublishingListener
 from mqtt_backup.locks import JobLock
 from mqtt_backup.scheduler import JobScheduler
 from mqtt_backup.secrets import RedactingFilter, config_secrets
+from mqtt_backup.sinks.mqtt import MqttSink
 from mqtt_backup.supervisor import SupervisorError, addon_config
 
 if TYPE_CHECKING:
@@ -34,8 +34,9 @@ logger = logging.getLogger(__name__)
 # published, and the process is gone well within Docker's and systemd's default 10-90 s.
 RUNS_STOP_TIMEOUT = 20.0
 PUBLISHER_STOP_TIMEOUT = 5.0
+SINKS_STOP_TIMEOUT = 3.0
 # How long start-up waits for the broker before scheduling, so that states recovered from a
-# crash (invariant 2) are on the broker before any new run can replace them.
+# crash (docs/design.md, guarantee 2) are on the broker before any new run replaces them.
 CONNECT_WAIT = 10.0
 # Settings the running service cannot change in place; a reload keeps their old values.
 RESTART_ONLY = ("instance", "state_dir", "mqtt", "max_concurrent_jobs")
@@ -128,11 +129,11 @@ class Service:
             self.publisher = Publisher(
                 config, mode="daemon", known_topics=history, on_command=self._on_command
             )
-            executor.add_listener(PublishingListener(self.publisher))
+            executor.add_sink(MqttSink(self.publisher))
         recovered = executor.recover()
         pruner = HistoryPruner(history, lambda: self.config.history_retention)
         pruner.prune_all()
-        executor.add_listener(pruner)
+        executor.add_sink(pruner)
         if self.publisher is not None:
             for job_state in executor.states().values():
                 self.publisher.publish_state(job_state)
@@ -166,6 +167,9 @@ class Service:
         clean = self._cancel_runs(RUNS_STOP_TIMEOUT)
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        if self.executor is not None:
+            # Cancelled runs' final states must reach the publisher before it says offline.
+            self.executor.sinks.close(SINKS_STOP_TIMEOUT)
         if self.publisher is not None:
             self.publisher.stop(timeout=PUBLISHER_STOP_TIMEOUT)
         if clean and self.history is not None:

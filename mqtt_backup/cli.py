@@ -172,6 +172,10 @@ def entry() -> NoReturn:
     os._exit(code)
 
 
+# How long run-job waits for its sinks to take the last state before it stops them.
+SINKS_STOP_TIMEOUT = 5.0
+
+
 def _unknown_job(config: AppConfig, job_id: str) -> int:
     known = ", ".join(config.jobs) or "none configured"
     print(f"mqtt-backup: unknown job {job_id!r} (jobs: {known})", file=sys.stderr)
@@ -181,21 +185,21 @@ def _unknown_job(config: AppConfig, job_id: str) -> int:
 def run_job(config: AppConfig, job_id: str, *, dry_run: bool = False) -> int:
     """Run one job in the foreground; SIGINT/SIGTERM cancel it cleanly."""
     from mqtt_backup.executor import JobExecutor
-    from mqtt_backup.listeners import PublishingListener
     from mqtt_backup.progress import ProgressDisplay, summary
+    from mqtt_backup.sinks.mqtt import MqttSink
 
     if job_id not in config.jobs:
         return _unknown_job(config, job_id)
     with History(config.state_dir) as history:
         executor = JobExecutor(config, history)
         display = ProgressDisplay(sys.stderr)
-        executor.add_listener(display)
+        executor.add_sink(display)
         publisher = None
         if config.mqtt is not None:
             from mqtt_backup.publisher import Publisher
 
             publisher = Publisher(config, mode="oneshot", known_topics=history, job_ids=[job_id])
-            executor.add_listener(PublishingListener(publisher))
+            executor.add_sink(MqttSink(publisher))
         recovered = executor.recover()
         if publisher is not None:
             publisher.start()
@@ -211,6 +215,8 @@ def run_job(config: AppConfig, job_id: str, *, dry_run: bool = False) -> int:
             print(f"mqtt-backup: {exc}; not started", file=sys.stderr)
             return EXIT_FAILED
         finally:
+            # The terminal state must reach the display and the publisher before they stop.
+            executor.sinks.close(SINKS_STOP_TIMEOUT)
             display.stop()
             if publisher is not None:
                 publisher.stop()

@@ -8,7 +8,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
 
 from mqtt_backup import state as st
 from mqtt_backup.config import AppConfig, JobConfig
@@ -19,15 +18,11 @@ from mqtt_backup.history import History
 from mqtt_backup.locks import JobLock, is_locked
 from mqtt_backup.progress import summary
 from mqtt_backup.secrets import Masker, Secrets, config_secrets
+from mqtt_backup.sinks import Sink
+from mqtt_backup.sinks.fanout import FanOut
 from mqtt_backup.state import JobState, Trigger
 
 logger = logging.getLogger(__name__)
-
-
-class StateListener(Protocol):
-    def state_changed(self, state: JobState) -> None: ...
-
-    def run_finished(self, state: JobState) -> None: ...
 
 
 # The signature of engine.runner.execute; tests put a scripted engine in its place.
@@ -49,12 +44,14 @@ class JobExecutor:
         history: History,
         *,
         engine: Engine | None = None,
-        listeners: Iterable[StateListener] = (),
+        sinks: Iterable[Sink] = (),
     ) -> None:
         self.config = config
         self.history = history
         self._engine = engine or _default_engine()
-        self._listeners = list(listeners)
+        # Sinks run on threads of their own: a state change is called from rclone's output
+        # reader, which must never wait (docs/architecture.md, "Threads").
+        self.sinks = FanOut(list(sinks))
         self._lock = threading.RLock()
         self._slots = threading.BoundedSemaphore(config.max_concurrent_jobs)
         self._cancels: dict[str, threading.Event] = {}
@@ -64,8 +61,8 @@ class JobExecutor:
 
     # state
 
-    def add_listener(self, listener: StateListener) -> None:
-        self._listeners.append(listener)
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks.add(sink)
 
     def reconfigure(self, config: AppConfig) -> None:
         """Adopt a new config: states for new jobs, names and modes of changed ones."""
@@ -97,7 +94,7 @@ class JobExecutor:
             return dict(self._states)
 
     def update(self, job_id: str, change: Callable[[JobState], JobState]) -> JobState:
-        """Apply a pure transition to a job's state, save it and tell the listeners."""
+        """Apply a pure transition to a job's state, save it and tell the sinks."""
         with self._lock:
             new = change(self._states[job_id])
             self._states[job_id] = new
@@ -111,11 +108,7 @@ class JobExecutor:
         self._notify(new)
 
     def _notify(self, new: JobState) -> None:
-        for listener in self._listeners:
-            try:
-                listener.state_changed(new)
-            except Exception:  # a listener must never stop a backup
-                logger.exception("state listener failed for job %s", new.job_id)
+        self.sinks.state_changed(new)
 
     # crash recovery (docs/design.md, guarantee 2: no stale running)
 
@@ -263,6 +256,7 @@ class JobExecutor:
         running = st.started(self.state(job_id), run_id, trigger, st.utcnow(), dry_run=dry_run)
         self.history.start_run(running, attempt, dry_run)
         logger.info("job %s run %s started (%s, attempt %d)", job_id, run_id, trigger, attempt)
+        self.sinks.run_started(running)
         self._set(running)
         work_dir = Path(self.config.state_dir) / "work" / run_id
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -318,9 +312,5 @@ class JobExecutor:
                 ", ".join(names),
                 ", …" if count > len(names) else "",
             )
-        for listener in self._listeners:
-            try:
-                listener.run_finished(final)
-            except Exception:
-                logger.exception("run listener failed for job %s", final.job_id)
+        self.sinks.run_finished(final)
         return final

@@ -476,7 +476,7 @@ DELETE FROM runs WHERE rowid IN (
 class HistoryPruner:
     """Keeps the history within ``history_retention``: every job at start, a job after its runs.
 
-    A run listener of the executor; ``retention`` is asked on each use, so a reloaded
+    A sink of the executor; ``retention`` is asked on each use, so a reloaded
     configuration's bounds apply from the next run on.
     """
 

@@ -23,7 +23,7 @@ _PHASE_LABEL = {
 
 
 class ProgressDisplay:
-    """A StateListener drawing one job's progress; ``start()``/``stop()`` own the terminal."""
+    """A sink drawing one job's progress; ``start()``/``stop()`` own the terminal."""
 
     def __init__(self, stream: TextIO, *, live: bool | None = None, plain_every: float = 10.0):
         self._stream = stream

@@ -65,9 +65,10 @@ def test_a_nas_that_goes_away_mid_run_fails_as_stalled_with_its_error_shown_live
     config = make_config({"jobs": {"t": job}})
     log = StateLog(sftp_server)
     with History(config.state_dir) as history:
-        executor = JobExecutor(config, history, listeners=[log])
+        executor = JobExecutor(config, history, sinks=[log])
         final = executor.run("t", "cli")
         finished_at = time.monotonic()
+        assert executor.sinks.drain(5)
         (record,) = history.runs("t")
 
     assert log.killed_at is not None, "the transfer never moved a byte"

@@ -341,7 +341,7 @@ def test_setting_the_clock_back_reschedules_from_the_new_time(parts: Any) -> Non
         clock_offset=lambda: offset[0],
     )
     next_runs = NextRuns()
-    executor.add_listener(next_runs)
+    executor.add_sink(next_runs)
     scheduler.start(config)
     assert 4.9 < hours_until(executor.state("a").next_run_at) <= 5
     # What a run under a clock three years ahead leaves behind: its start in the history, and

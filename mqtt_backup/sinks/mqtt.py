@@ -1,4 +1,4 @@
-"""Adapters that let the executor's state changes reach the publisher."""
+"""The MQTT publisher as a sink: every state retained, and one event per finished run."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ class StatePublisher(Protocol):
     def publish_event(self, state: JobState) -> None: ...
 
 
-class PublishingListener:
-    """Publishes every state change, and one event per finished run."""
+class MqttSink:
+    """Hands states to the publisher, which coalesces them per job and sends on its thread."""
+
+    name = "mqtt"
 
     def __init__(self, publisher: StatePublisher) -> None:
         self._publisher = publisher
