@@ -1,12 +1,20 @@
-"""Configurations verify-then-delete must refuse, each set up so that going on would lose a file.
+"""Configurations that would lose a file if verify-then-delete went on as told.
 
-Refusing means a config error when the config is loaded, or a failed run with a sentence
-saying why. Whichever it is, the disk is checked strictly: no file that was not proven
-stored elsewhere is gone, and no source file changed.
+Each test is set up so that going on naively would delete a file that is not proven
+stored elsewhere, and checks the disk strictly: no such file is gone, no source file
+changed. And each checks that the user is told:
+
+- a destination that is the source, lies inside it or holds it is refused: a config
+  error at load, or a failed run with a sentence saying why;
+- a flag or ``RCLONE_*`` variable that would widen the delete or weaken the check is
+  refused at load, or kept out of every call after the transfer with a log line naming it;
+- a destination the check cannot read never makes a plain success: the run fails, or
+  completes with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import threading
@@ -32,20 +40,20 @@ def attempt(
     destination: str,
     *,
     extra_args: list[str] | None = None,
-    verify: str = "checksum",
+    filters: list[str] | None = None,
 ) -> RunOutcome | ConfigError:
     """Load a verify-then-delete job the way a config file would, then run it once."""
+    job = {
+        "source": source,
+        "destination": destination,
+        "deletion": {"mode": "verify_then_delete"},
+        "filters": filters or [],
+    }
     config = {
         "instance": "test",
         "state_dir": str(tmp_path / "state"),
         "rclone": {"binary": binary, "extra_args": extra_args or []},
-        "jobs": {
-            "t": {
-                "source": source,
-                "destination": destination,
-                "deletion": {"mode": "verify_then_delete", "verify": verify},
-            }
-        },
+        "jobs": {"t": job},
     }
     try:
         loaded = parse_config(yaml.safe_dump(config, allow_unicode=True))
@@ -61,12 +69,40 @@ def attempt(
     )
 
 
+def sentence(text: str | None) -> bool:
+    return text is not None and len(text.split()) >= 3
+
+
 def assert_refused(result: RunOutcome | ConfigError) -> None:
     if isinstance(result, ConfigError):
-        assert result.errors and all(e.strip() for e in result.errors)
+        assert result.errors and all(sentence(e) for e in result.errors)
         return
     assert result.status == "failed", f"not refused: {result!r}"
-    assert result.error and len(result.error.split()) >= 3, f"no reason given: {result!r}"
+    assert sentence(result.error), f"no reason given: {result!r}"
+
+
+def assert_kept_out(
+    result: RunOutcome | ConfigError, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refused at load, or the run said that ``name`` does not reach the check and delete."""
+    if isinstance(result, ConfigError):
+        assert any(name in e for e in result.errors), result.errors
+        return
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any(name in line for line in logged), f"{name} is not named in the log: {logged}"
+
+
+def assert_no_loss(source: Path, destination: Path, files: dict[str, bytes]) -> None:
+    """Every source file that is gone has an identical copy at the destination."""
+    found = check(
+        known=files,
+        source_after=snapshot(source),
+        destination_after=snapshot(destination),
+        destination_before={},
+        source_real=source,
+        destination_real=destination,
+    )
+    assert found.all() == []
 
 
 # ---- the destination is the source under another name, or inside it ----
@@ -108,66 +144,75 @@ def test_a_destination_inside_the_source_is_refused(tmp_path: Path, rclone_binar
 
 # ---- flags and RCLONE_* variables that would reach the check or the delete ----
 
+WIDENING = {
+    "--include": (["--include", "*.jpg"], {}),
+    "--filter": (["--filter", "+ *.jpg"], {}),
+    "RCLONE_INCLUDE": ([], {"RCLONE_INCLUDE": "*.jpg"}),
+    "RCLONE_FILTER": ([], {"RCLONE_FILTER": "+ *.jpg"}),
+}
 
-def corrupted_copy_setup(tmp_path: Path) -> tuple[Path, Path, dict[str, bytes]]:
-    """good.jpg is copied and verified; at the destination bad.jpg already has a copy of the
-    same size and time but other bytes, which ``rclone copy`` skips and the check rejects."""
+
+@pytest.mark.parametrize("name", list(WIDENING))
+def test_an_include_rule_does_not_widen_the_delete(
+    tmp_path: Path,
+    rclone_binary: str,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The job leaves deep/ out, so deep/kept.jpg is never verified. rclone matches
+    # --include and --filter rules before the exact-path rules of the delete: reaching
+    # the delete, *.jpg would take it too.
+    caplog.set_level(logging.INFO)
     source, destination = tmp_path / "data", tmp_path / "backup"
-    files = {"good.jpg": b"good photo", "bad.jpg": b"original photo", "notes.txt": b"notes"}
+    files = {"good.jpg": b"good photo", "deep/kept.jpg": b"left out by the job"}
+    write_tree(source, files, mtime=OLD)
+    flags, env = WIDENING[name]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = attempt(
+        tmp_path,
+        rclone_binary,
+        str(source),
+        str(destination),
+        extra_args=flags,
+        filters=["- /deep/**"],
+    )
+    assert snapshot(source).get("deep/kept.jpg") == files["deep/kept.jpg"], (
+        "deep/kept.jpg, which the job leaves out, was deleted"
+    )
+    assert_no_loss(source, destination, files)
+    assert_kept_out(result, name, caplog)
+
+
+WEAKENING = {
+    "--size-only": (["--size-only"], {}),
+    "RCLONE_SIZE_ONLY": ([], {"RCLONE_SIZE_ONLY": "true"}),
+}
+
+
+@pytest.mark.parametrize("name", list(WEAKENING))
+def test_a_size_only_comparison_does_not_weaken_the_check(
+    tmp_path: Path,
+    rclone_binary: str,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # At the destination bad.jpg already has a copy of the same size and time but other
+    # bytes, which rclone copy skips: only a comparison of content sees it.
+    caplog.set_level(logging.INFO)
+    source, destination = tmp_path / "data", tmp_path / "backup"
+    files = {"good.jpg": b"good photo", "bad.jpg": b"original photo"}
     write_tree(source, files, mtime=OLD)
     write_tree(destination, {"bad.jpg": b"CORRUPTED phot"}, mtime=OLD)
-    return source, destination, files
-
-
-def assert_nothing_unverified_deleted(
-    source: Path, destination: Path, files: dict[str, bytes]
-) -> None:
-    after = snapshot(source)
-    assert after.get("bad.jpg") == files["bad.jpg"], "the unverified bad.jpg was deleted"
-    found = check(
-        known=files,
-        source_after=after,
-        destination_after=snapshot(destination),
-        destination_before={},
-        source_real=source,
-        destination_real=destination,
-    )
-    assert found.all() == []
-
-
-FLAGS = {
-    "include": ["--include", "*.jpg"],
-    "filter": ["--filter", "+ *.jpg"],
-    "size-only": ["--size-only"],
-}
-
-
-@pytest.mark.parametrize("flag", list(FLAGS))
-def test_a_global_flag_that_changes_the_check_or_the_delete_is_refused(
-    tmp_path: Path, rclone_binary: str, flag: str
-) -> None:
-    source, destination, files = corrupted_copy_setup(tmp_path)
-    result = attempt(tmp_path, rclone_binary, str(source), str(destination), extra_args=FLAGS[flag])
-    assert_nothing_unverified_deleted(source, destination, files)
-    assert_refused(result)
-
-
-ENVIRONMENT = {
-    "RCLONE_INCLUDE": "*.jpg",
-    "RCLONE_FILTER": "+ *.jpg",
-    "RCLONE_SIZE_ONLY": "true",
-}
-
-
-@pytest.mark.parametrize("variable", list(ENVIRONMENT))
-def test_an_rclone_variable_that_changes_the_check_or_the_delete_is_refused(
-    tmp_path: Path, rclone_binary: str, variable: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    source, destination, files = corrupted_copy_setup(tmp_path)
-    monkeypatch.setenv(variable, ENVIRONMENT[variable])
-    result = attempt(tmp_path, rclone_binary, str(source), str(destination))
-    assert_nothing_unverified_deleted(source, destination, files)
-    assert_refused(result)
+    flags, env = WEAKENING[name]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = attempt(tmp_path, rclone_binary, str(source), str(destination), extra_args=flags)
+    # bad.jpg may go only once its copy holds the original bytes.
+    assert_no_loss(source, destination, files)
+    assert_kept_out(result, name, caplog)
 
 
 # ---- a check that could not run ----
@@ -188,7 +233,7 @@ BROKEN = {"missing": _destination_gone, "unreadable": _destination_unreadable}
 
 
 @pytest.mark.parametrize("broken", list(BROKEN))
-def test_a_check_that_could_not_run_is_refused(
+def test_a_destination_the_check_cannot_read_is_no_success(
     tmp_path: Path, rclone_binary: str, broken: str
 ) -> None:
     source, destination = tmp_path / "data", tmp_path / "backup"
@@ -201,47 +246,53 @@ def test_a_check_that_could_not_run_is_refused(
         if destination.exists():
             destination.chmod(0o755)
     assert snapshot(source) == FILES
-    assert_refused(result)
     assert isinstance(result, RunOutcome)  # nothing in the config was wrong
+    if result.status == "failed":
+        assert sentence(result.error), f"no reason given: {result!r}"
+    else:
+        # Every file is "missing" at a destination that is gone: a completed run must
+        # say so, which turns the Problem sensor on.
+        assert sentence(result.warning), f"a plain success: {result!r}"
 
 
 # ---- more ways to lose a file, found by tests/property/test_deletion_oracle.py ----
 
+IGNORING_CASE = {
+    "--ignore-case": (["--ignore-case"], {}),
+    "RCLONE_IGNORE_CASE": ([], {"RCLONE_IGNORE_CASE": "true"}),
+}
 
-def test_a_flag_that_makes_the_delete_ignore_case_is_refused(
-    tmp_path: Path, rclone_binary: str
+
+@pytest.mark.parametrize("name", list(IGNORING_CASE))
+def test_matching_without_case_does_not_widen_the_delete(
+    tmp_path: Path,
+    rclone_binary: str,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # a.jpg is verified; A.jpg is not (its copy is corrupted). Matched without case, the
-    # delete's exact rule for a.jpg also takes A.jpg.
+    # a.jpg is verified; A.jpg cannot be copied (a non-empty folder has its name at the
+    # destination, which not even root can replace). Matched without case, the delete's
+    # exact rule for a.jpg would take A.jpg too.
+    caplog.set_level(logging.INFO)
     source, destination = tmp_path / "data", tmp_path / "backup"
-    files = {"a.jpg": b"verified", "A.jpg": b"original"}
+    files = {"a.jpg": b"verified", "A.jpg": b"never copied"}
     write_tree(source, files, mtime=OLD)
-    write_tree(destination, {"A.jpg": b"CORRUPT!"}, mtime=OLD)
-    result = attempt(
-        tmp_path, rclone_binary, str(source), str(destination), extra_args=["--ignore-case"]
-    )
-    assert snapshot(source).get("A.jpg") == b"original", "the unverified A.jpg was deleted"
-    assert_refused(result)
+    write_tree(destination, {"A.jpg/inside": b"x"})
+    flags, env = IGNORING_CASE[name]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = attempt(tmp_path, rclone_binary, str(source), str(destination), extra_args=flags)
+    assert snapshot(source).get("A.jpg") == files["A.jpg"], "the unverified A.jpg was deleted"
+    assert_kept_out(result, name, caplog)
 
 
-def test_an_rclone_variable_that_makes_the_delete_ignore_case_is_refused(
-    tmp_path: Path, rclone_binary: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    source, destination = tmp_path / "data", tmp_path / "backup"
-    files = {"a.jpg": b"verified", "A.jpg": b"original"}
-    write_tree(source, files, mtime=OLD)
-    write_tree(destination, {"A.jpg": b"CORRUPT!"}, mtime=OLD)
-    monkeypatch.setenv("RCLONE_IGNORE_CASE", "true")
-    result = attempt(tmp_path, rclone_binary, str(source), str(destination))
-    assert snapshot(source).get("A.jpg") == b"original", "the unverified A.jpg was deleted"
-    assert_refused(result)
-
-
-def test_a_flag_that_overrides_the_age_guard_of_the_delete_is_refused(
-    tmp_path: Path, rclone_binary: str
+def test_a_min_age_flag_does_not_override_the_age_guard_of_the_delete(
+    tmp_path: Path, rclone_binary: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # hot.txt is written to after it was verified, right before the delete: only the
-    # delete's own --min-age keeps it, and a later --min-age on the command line wins.
+    # delete's own --min-age keeps it, and a later --min-age on its command line would win.
+    caplog.set_level(logging.INFO)
     source, destination = tmp_path / "data", tmp_path / "backup"
     write_tree(source, {"stable.txt": b"s", "hot.txt": b"h"}, mtime=OLD)
     target = shlex.quote(str(source / "hot.txt"))
@@ -250,7 +301,7 @@ def test_a_flag_that_overrides_the_age_guard_of_the_delete_is_refused(
         tmp_path, binary, str(source), str(destination), extra_args=["--min-age", "0s"]
     )
     assert snapshot(source).get("hot.txt") == b"hmore\n", "hot.txt was deleted after it changed"
-    assert_refused(result)
+    assert_kept_out(result, "--min-age", caplog)
 
 
 def test_a_destination_that_holds_the_source_is_refused(tmp_path: Path, rclone_binary: str) -> None:
