@@ -1,0 +1,1 @@
+"""Property-based tests: generated cases checked against an oracle on disk."""
