@@ -271,7 +271,10 @@ class Service:
         with self._runs_lock:
             thread = self._runs.get(job_id)
             if self.executor.is_running(job_id) or (thread is not None and thread.is_alive()):
-                logger.info("job %s: run command ignored: already running", job_id)
+                # At most one pending run per job: "run all" twice must not run everything twice.
+                logger.info(
+                    "job %s: run command coalesced: a run is already queued or running", job_id
+                )
                 return
             thread = threading.Thread(
                 target=self._run_command, args=(job_id,), name=f"run-{job_id}", daemon=True

@@ -257,7 +257,7 @@ def test_run_and_cancel_commands_and_no_second_run_of_a_running_job(
     )
     assert running["trigger"] == "command"
     pub(d, "c", "run")
-    d.wait_log("job c: run command ignored: already running")
+    d.wait_log("job c: run command coalesced: a run is already queued or running")
     pub(d, "c", "cancel")
     collector.wait_for(
         lambda _m: any(s["status"] == "cancelled" and s["run_id"] == running["run_id"]
