@@ -25,9 +25,10 @@ from mqtt_backup.config_loader import (
 )
 from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
 from mqtt_backup.history import History, RunRecord
+from mqtt_backup.locks import is_held
 from mqtt_backup.logs import setup as setup_logging
 from mqtt_backup.secrets import config_secrets
-from mqtt_backup.state import iso, newer
+from mqtt_backup.state import JobState, initial, interrupted, iso, newer, utcnow
 from mqtt_backup.supervisor import (
     SupervisorError,
     addon_config,
@@ -38,6 +39,7 @@ from mqtt_backup.supervisor import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+NO_WIDTH_LIMIT = 10_000
 # Commands that talk to the broker, or describe its entities: under the Home Assistant
 # Supervisor, a config without a broker host gets the Supervisor's broker for them.
 BROKER_COMMANDS = frozenset({"serve", "run-job", "status", "dashboard"})
@@ -234,14 +236,27 @@ def _cancel_on_signals(cancel: Callable[[], object]) -> None:
 
 
 def show_status(config: AppConfig, *, as_json: bool) -> int:
-    """Every configured job's last state: from the broker when it answers, else local history."""
+    """Every configured job's last state: from the broker when it answers, else local history.
+
+    Reads only: a run left ``running`` by a process that is gone is shown ``interrupted``
+    (what the next serve or run records), but nothing is written.
+    """
     with History(config.state_dir) as history:
         states = history.last_states()
+        local_running = {r.run_id for r in history.running_runs()}
+        enabled = {
+            job: bool(history.setting(job, "enabled", j.enabled)) for job, j in config.jobs.items()
+        }
     source = "local history"
     if config.mqtt is not None:
+        from mqtt_backup.errors import MqttError
         from mqtt_backup.publisher import read_retained_states
 
-        retained = read_retained_states(config, timeout=3.0)
+        try:
+            retained = read_retained_states(config, timeout=3.0)
+        except MqttError as exc:
+            logger.warning("%s", exc)
+            retained = None
         if retained is not None:
             # The broker knows runs of other hosts' processes; history knows the runs that
             # ended while the broker was away. The newer state wins.
@@ -251,9 +266,14 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
                 states[job] = state if local is None else newer(state, local)
                 if states[job] is local:
                     source = "broker and local history"
-    states = {job: states[job] for job in config.jobs if job in states}
+    shown: dict[str, JobState] = {}
+    for job_id, job in config.jobs.items():
+        state = states.get(job_id) or initial(
+            job_id, job.name or job_id, job.deletion.mode, enabled[job_id]
+        )
+        shown[job_id] = _settled(config, state, local_running)
     if as_json:
-        print(json.dumps({job: s.model_dump(mode="json") for job, s in states.items()}, indent=2))
+        print(json.dumps({job: s.model_dump(mode="json") for job, s in shown.items()}, indent=2))
         return EXIT_OK
     from rich.console import Console
     from rich.table import Table
@@ -261,9 +281,8 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
     table = Table(title=f"mqtt-backup {config.instance} (from {source})")
     for column in ("job", "status", "progress", "last success", "next run", "error"):
         table.add_column(column)
-    for job_id in config.jobs:
-        s = states.get(job_id)
-        if s is None:
+    for job_id, s in shown.items():
+        if s.run_id is None and s.status == "idle":
             table.add_row(job_id, "never run", "", "", "", "")
             continue
         progress = f"{s.phase} {s.percent:.0f}%" if s.status == "running" else ""
@@ -275,8 +294,20 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
             iso(s.next_run_at) or "",
             s.error or "",
         )
-    Console().print(table)
+    # Into a pipe or a file, nothing is cut to fit an 80-column guess: no terminal, no limit.
+    console = Console() if sys.stdout.isatty() else Console(width=NO_WIDTH_LIMIT)
+    console.print(table)
     return EXIT_OK
+
+
+def _settled(config: AppConfig, state: JobState, local_running: set[str | None]) -> JobState:
+    """``interrupted`` for an active run of this state_dir whose process holds no job lock."""
+    if not state.is_active or is_held(config.state_dir, state.job_id):
+        return state
+    if state.status == "running" and state.run_id not in local_running:
+        return state  # a run this host has no record of (another host's): nothing to check
+    gone = interrupted(state, utcnow(), "the process running this job stopped unexpectedly")
+    return gone.model_copy(update={"finished_at": None})  # unknown: noticed now, ended earlier
 
 
 def print_dashboard(config: AppConfig, jobs: str | None) -> int:

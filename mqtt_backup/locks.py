@@ -70,3 +70,22 @@ def _read_pid(fd: int) -> int | None:
         return int(text) if text else None
     except (OSError, ValueError):
         return None
+
+
+def is_held(state_dir: Path, job_id: str) -> bool:
+    """Whether some process holds the job's lock, for a reader: nothing is created or written.
+
+    A shared lock taken for an instant fails exactly when an exclusive one is held.
+    """
+    path = Path(state_dir) / "locks" / f"{job_id}.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False  # no run of this job ever took its lock here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the shared lock
+    return False
