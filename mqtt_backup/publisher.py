@@ -1,9 +1,9 @@
 """Publishes job states, events and discovery to MQTT, and hands MQTT commands to the app.
 
-Threads: paho's network thread runs the callbacks, which only record what happened and
-wake the ``mqtt-backup-publish`` worker; the worker is the only thread that hands
-messages to paho. Valid commands go through a bounded queue to ``mqtt-backup-commands``,
-so a slow ``on_command`` never blocks paho's loop.
+Threads: paho's network thread runs the callbacks (through ``Session``), which only record
+what happened and wake the ``mqtt-backup-publish`` worker; the worker is the only thread
+that hands messages to paho. Valid commands wait in the ``CommandInbox`` for the
+``mqtt-backup-commands`` thread, so a slow ``on_command`` never blocks paho's loop.
 
 States are coalesced: only the latest state per job waits to be sent, and nothing is
 handed to paho while disconnected (paho would keep QoS 1 messages in memory without
@@ -25,23 +25,12 @@ import paho.mqtt.client as mqtt
 
 from mqtt_backup.command_inbox import CommandHandler, CommandInbox
 from mqtt_backup.config import AppConfig, MqttConfig
-from mqtt_backup.discovery import (
-    discovery_messages,
-    event_message,
-    instance_discovery_messages,
-    job_retained_topics,
-    removal_messages,
-)
+from mqtt_backup.discovery import discovery_messages, event_message, instance_discovery_messages
 from mqtt_backup.errors import MqttError
+from mqtt_backup.known_topics import KnownTopics, MemoryKnownTopics, sync_known_topics
 from mqtt_backup.message import Message
-from mqtt_backup.mqtt_read import (
-    KnownTopics,
-    MemoryKnownTopics,
-    build_client,
-    read_retained_states,
-    refusal_error,
-    unique_client_id,
-)
+from mqtt_backup.mqtt_read import read_retained_states, unique_client_id
+from mqtt_backup.mqtt_session import Session
 from mqtt_backup.state import JobState
 from mqtt_backup.topics import Topics, command_rejection
 
@@ -110,8 +99,6 @@ class Publisher:
         self._birth_due: float | None = None
         self._refresh_due: float | None = None
         self._availability_absent = False
-        self._availability_seen = False
-        self._outage_logged = False
         self._stop_deadline = 0.0
         self._inflight: deque[mqtt.MQTTMessageInfo] = deque()
         self._connected = False
@@ -121,42 +108,46 @@ class Publisher:
         self._error: MqttError | None = None
         self._connected_event = threading.Event()
         self._synced_event = threading.Event()
-        self._client: mqtt.Client | None = None
+        self._settled = threading.Event()
+        self._session: Session | None = None
         self._worker: threading.Thread | None = None
-        self._probe = ""
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect in the background (retrying with back-off) and start the threads."""
+        """Connect in the background (retrying with back-off) and start the threads.
+
+        Settings that cannot be used (an unreadable TLS file) are logged and leave the
+        publisher idle: publishing never stops a backup."""
         with self._lock:
             if self._started:
                 return
             self._started = True
-        role = "run" if self._mode == "oneshot" else "daemon"
-        if self._mode == "daemon" and self._mqtt.client_id:
-            client_id = self._mqtt.client_id
-        elif self._mode == "daemon":
-            client_id = f"mqtt-backup-{self._config.instance}"
-        else:
-            client_id = unique_client_id(self._config.instance, role)
-        self._probe = self._topics.probe(client_id)
-        client = build_client(self._mqtt, client_id)
+        will = None
+        subscriptions: list[tuple[str, int]] = []
         if self._mode == "daemon":
-            # The broker publishes this for us when the connection dies without a goodbye.
-            client.will_set(self._topics.availability, "offline", qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_connect_fail = self._on_connect_fail
-        self._client = client
+            client_id = self._mqtt.client_id or f"mqtt-backup-{self._config.instance}"
+            will = Message.text(self._topics.availability, "offline")
+            subscriptions.append((self._topics.ha_status, 0))
+        else:
+            client_id = unique_client_id(self._config.instance, "run")
+        self._session = Session(
+            self._mqtt,
+            self._topics,
+            client_id,
+            self,
+            will=will,
+            subscriptions=subscriptions,
+            quiet=self._mode == "oneshot",
+        )
         self._worker = threading.Thread(target=self._run, name="mqtt-backup-publish", daemon=True)
         self._worker.start()
         if self._inbox is not None:
             self._inbox.start()
-        client.connect_async(self._mqtt.host, self._mqtt.port, keepalive=self._mqtt.keepalive)
-        client.loop_start()
-        logger.info("connecting to MQTT broker %s:%s", self._mqtt.host, self._mqtt.port)
+        try:
+            self._session.start()
+        except MqttError as exc:
+            self.session_failed(exc)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Send what is pending (bounded by ``timeout``), say ``offline`` (daemon), disconnect."""
@@ -171,27 +162,28 @@ class Publisher:
             self._worker.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             unsent = sorted(self._pending)
+        session = self._session
+        assert session is not None  # noqa: S101 - set by start()
         if unsent:
             logger.warning(
-                "MQTT broker %s:%s was not reachable: the state of %s was not published; "
-                "it is kept in the local history, and serve (or the job's next run) "
-                "publishes it once connected",
-                self._mqtt.host,
-                self._mqtt.port,
+                "the state of %s was not published (%s); it is kept in the local history, "
+                "and serve (or the job's next run) publishes it once connected",
                 ", ".join(unsent),
+                self._error or session.problem or f"MQTT broker {self._where} was not reachable",
             )
-        client = self._client
-        assert client is not None  # noqa: S101 - set by start()
         if self._mode == "daemon" and self._connected:
             self._send(Message.text(self._topics.availability, "offline"))
         self._wait_acknowledged(deadline)
         was_connected = self._connected
-        client.disconnect()
-        client.loop_stop()
+        session.close()
         if self._inbox is not None:
             self._inbox.stop(max(0.1, deadline - time.monotonic()))
         if was_connected:
             logger.info("disconnected from MQTT broker")
+
+    @property
+    def _where(self) -> str:
+        return f"{self._mqtt.host}:{self._mqtt.port}"
 
     @property
     def connected(self) -> bool:
@@ -199,16 +191,27 @@ class Publisher:
 
     @property
     def error(self) -> MqttError | None:
-        """The refusal that made the publisher give up (bad credentials), if any."""
+        """Why the publisher gave up (bad credentials, unusable TLS files)."""
         return self._error
 
+    @property
+    def problem(self) -> str | None:
+        """The current connection problem, named for the user; None while connected."""
+        if self._error is not None:
+            return str(self._error)
+        return self._session.problem if self._session is not None else None
+
     def wait_connected(self, timeout: float) -> bool:
-        """True once connected; False on timeout or when the broker refused the login."""
+        """True once connected and publishing; False on timeout or when the publisher gave up."""
         return self._connected_event.wait(timeout) and self._error is None
 
     def wait_synced(self, timeout: float) -> bool:
         """True once the connect-time batch (online, discovery, states) was handed to paho."""
         return self._synced_event.wait(timeout) and self._error is None
+
+    def wait_settled(self, timeout: float) -> None:
+        """Until the first connect was decided: publishing, refused, or the attempt failed."""
+        self._settled.wait(timeout)
 
     # -- what the app publishes ------------------------------------------------------------
 
@@ -242,64 +245,44 @@ class Publisher:
             self._resync = self._cleanup = True
             self._lock.notify_all()
 
-    # -- paho callbacks (paho's thread: record and wake the worker, nothing more) ----------
+    # -- session events (paho's thread: decide, record, wake the worker) -----------------
 
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: object, _flags: object, reason: object, _props: object
-    ) -> None:
-        if getattr(reason, "is_failure", False):
-            error = refusal_error(self._mqtt, reason)
-            if error is None:
-                logger.warning("MQTT broker refused the connection: %s; retrying", reason)
-                return
-            logger.error("%s; not retrying", error)
-            self._error = error
-            self._connected_event.set()  # wake wait_connected(): there is nothing to wait for
-            client.disconnect()  # ends paho's reconnect loop
-            return
-        subscriptions = [(self._topics.ha_status, 0)] if self._mode == "daemon" else []
+    def session_ready(self, availability: bytes | None) -> None:
+        """Connected, and the broker's retained availability is known."""
         if self._mode == "daemon" and self._mqtt.allow_commands:
-            subscriptions += [(topic, 1) for topic in self._topics.command_subscriptions()]
-        if self._mode == "oneshot":
-            # Is there a retained availability at all? The probe's echo ends the answer.
-            subscriptions += [(self._topics.availability, 1), (self._probe, 1)]
-        if subscriptions:
-            client.subscribe(subscriptions)
-        if self._mode == "oneshot":
-            client.publish(self._probe, b"", qos=1, retain=False)
+            assert self._session is not None  # noqa: S101 - started
+            self._session.subscribe([(t, 1) for t in self._topics.command_subscriptions()])
         with self._lock:
             self._connected = True
-            self._availability_absent = self._availability_seen = False
+            # No daemon ever said anything: a daemon-less setup still needs its entities shown.
+            self._availability_absent = self._mode == "oneshot" and availability is None
             self._resync = True
             self._cleanup = self._mode == "daemon"
-            self._outage_logged = False
             self._lock.notify_all()
         self._connected_event.set()
-        logger.info("connected to MQTT broker %s:%s", self._mqtt.host, self._mqtt.port)
+        self._settled.set()
 
-    def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: object, _flags: object, reason: object, _p: object
-    ) -> None:
+    def session_lost(self) -> None:
         with self._lock:
-            was_connected = self._connected
             self._connected = False
         self._synced_event.clear()
         if self._error is None:
             self._connected_event.clear()
-        if was_connected and not self._stopping:
-            logger.warning("lost the MQTT broker (%s); reconnecting", reason)
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
-        # Called on every failed attempt; say it once per outage, not once per retry.
-        if not self._outage_logged:
-            self._outage_logged = True
-            logger.warning(
-                "cannot reach MQTT broker %s:%s; retrying", self._mqtt.host, self._mqtt.port
-            )
+    def session_failed(self, error: MqttError) -> None:
+        """The broker refused the login, or the settings cannot be used: no more retries."""
+        if self._mode == "daemon":
+            logger.error("%s; not retrying (fix the setting and restart)", error)
+        self._error = error
+        self._connected_event.set()  # wake wait_connected(): there is nothing to wait for
+        self._settled.set()
+        with self._lock:
+            self._lock.notify_all()
 
-    def _on_message(
-        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
-    ) -> None:
+    def session_attempt_failed(self) -> None:
+        self._settled.set()
+
+    def session_message(self, message: mqtt.MQTTMessage) -> None:
         topic = message.topic
         if topic == self._topics.ha_status:
             if message.payload == b"online":
@@ -308,15 +291,7 @@ class Publisher:
                     self._lock.notify_all()
             return
         if topic == self._topics.availability:
-            with self._lock:
-                self._availability_seen = self._availability_seen or bool(message.payload)
-            return
-        if topic == self._probe:
-            # The broker sends retained messages before later packets: all have arrived.
-            with self._lock:
-                self._availability_absent = not self._availability_seen
-                self._lock.notify_all()
-            return
+            return  # our own, or a run-job's
         self._accept_command(message)
 
     def _accept_command(self, message: mqtt.MQTTMessage) -> None:
@@ -346,7 +321,11 @@ class Publisher:
                     if self._stopping:
                         # Leave once nothing is left, or when stop()'s time is up (the
                         # broker may stay away; the history keeps the state for later).
-                        if not (self._pending or self._resync) or now >= self._stop_deadline:
+                        if (
+                            not (self._pending or self._resync)
+                            or now >= self._stop_deadline
+                            or self._error is not None  # nothing will ever be sent
+                        ):
                             return
                         wait = 0.1
                     self._lock.wait(wait)
@@ -366,8 +345,7 @@ class Publisher:
             batch += self._resync_batch(now)
         elif self._refresh_due is not None and now >= self._refresh_due:
             batch += self._state_messages(list(self._jobs), now)
-        if self._availability_absent and self._mode == "oneshot":
-            # No daemon ever said anything: a daemon-less setup still needs its entities shown.
+        if self._availability_absent:
             self._availability_absent = False
             batch.append(Message.text(self._topics.availability, "online"))
         wait: float | None = None
@@ -408,7 +386,7 @@ class Publisher:
             batch += discovery_messages(self._config, job_id)
         batch += self._state_messages(jobs, now)
         config = self._config
-        batch.append(lambda: self._sync_known_topics(config, jobs, cleanup))
+        batch.append(lambda: self._send_all(sync_known_topics(self._known, config, jobs, cleanup)))
         batch.append(self._synced_event.set)
         return batch
 
@@ -427,40 +405,16 @@ class Publisher:
             self._refresh_due = now + self._refresh_interval
         return messages
 
-    def _sync_known_topics(self, config: AppConfig, jobs: list[str], cleanup: bool) -> None:
-        """Record what each job owns; clear removed jobs and topics a job no longer uses."""
-        try:
-            recorded = self._known.published_topics()
-            for job_id in jobs:
-                current = job_retained_topics(config, job_id)
-                stale = recorded.get(job_id, set()) - current
-                if cleanup and stale:
-                    # A format switch or fewer entities: the old discovery would be a ghost.
-                    logger.info("clearing %d outdated topics of job %r", len(stale), job_id)
-                    for message in removal_messages(stale):
-                        self._send(message)
-                    self._known.forget_published(job_id)
-                if current - recorded.get(job_id, set()) or (cleanup and stale):
-                    self._known.record_published(job_id, current)
-            if not cleanup:
-                return
-            for job_id, topics in recorded.items():
-                if job_id not in jobs:
-                    logger.info("job %r is no longer configured: clearing its topics", job_id)
-                    for message in removal_messages(topics):
-                        self._send(message)
-                    self._known.forget_published(job_id)
-        except Exception:  # noqa: BLE001 - a broken store must not stop the publishing
-            logger.exception("could not update the record of published topics")
+    def _send_all(self, messages: list[Message]) -> None:
+        for message in messages:
+            self._send(message)
 
     def _send(self, message: Message) -> None:
-        client = self._client
-        if client is None or not self._connected:
+        session = self._session
+        if session is None or not self._connected:
             return
-        info = client.publish(
-            message.topic, message.payload, qos=message.qos, retain=message.retain
-        )
-        if message.qos > 0:
+        info = session.publish(message)
+        if info is not None and message.qos > 0:
             # Acknowledgements arrive mostly in order: dropping them from the front keeps
             # each send O(1) (a full scan per send made 1,000 jobs' start-up quadratic).
             while self._inflight and _settled(self._inflight[0]):
