@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from mqtt_backup import health
 from mqtt_backup.config import AppConfig
 from mqtt_backup.config_loader import load_config
-from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
+from mqtt_backup.errors import ConfigError, InstanceOwned, JobBusy, MqttBackupError
 from mqtt_backup.executor import JobExecutor
 from mqtt_backup.history import History, HistoryPruner
 from mqtt_backup.locks import JobLock
@@ -45,12 +46,17 @@ SERVE_LOCK = ".serve"
 
 
 def serve(path: Path, config: AppConfig, redactor: RedactingFilter) -> int:
-    """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads ``path``. Returns the exit code."""
-    service = Service(path, config, redactor)
-    signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads ``path``. Returns the exit code.
+
+    Raises InstanceOwned when another live serve holds the instance on the broker: at
+    start-up before anything runs, or later, after a clean stop, when both claimed it while
+    the broker was away and this one started later.
+    """
+    events: queue.SimpleQueue[int | InstanceOwned] = queue.SimpleQueue()
+    service = Service(path, config, redactor, on_conflict=events.put)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        signals.put(signum)  # SimpleQueue.put is safe in a signal handler; work happens below
+        events.put(signum)  # SimpleQueue.put is safe in a signal handler; work happens below
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
@@ -59,17 +65,22 @@ def serve(path: Path, config: AppConfig, redactor: RedactingFilter) -> int:
     except MqttBackupError:
         service.stop()
         raise
+    conflict: InstanceOwned | None = None
     try:
         while True:
             try:
-                signum = signals.get(timeout=1.0)
+                event = events.get(timeout=1.0)
             except queue.Empty:
                 continue
-            if signum == signal.SIGHUP:
+            if isinstance(event, InstanceOwned):
+                logger.error("%s: stopping", event)
+                conflict = event
+                break
+            if event == signal.SIGHUP:
                 logger.info("received SIGHUP: reloading %s", path)
                 service.reload()
                 continue
-            logger.info("received %s: stopping", signal.Signals(signum).name)
+            logger.info("received %s: stopping", signal.Signals(event).name)
             break
     finally:
         clean = service.stop()
@@ -79,6 +90,8 @@ def serve(path: Path, config: AppConfig, redactor: RedactingFilter) -> int:
         logging.shutdown()
         sys.stderr.flush()
         os._exit(1)
+    if conflict is not None:
+        raise conflict
     return 0
 
 
@@ -95,8 +108,15 @@ def healthcheck(config: AppConfig) -> int:
 class Service:
     """The daemon's parts and their order of start and stop."""
 
-    def __init__(self, path: Path, config: AppConfig, redactor: RedactingFilter) -> None:
+    def __init__(
+        self,
+        path: Path,
+        config: AppConfig,
+        redactor: RedactingFilter,
+        on_conflict: Callable[[InstanceOwned], None] | None = None,
+    ) -> None:
         self.path = Path(path)
+        self._on_conflict = on_conflict
         self.config = config
         self._redactor = redactor
         self._stopping = threading.Event()
@@ -112,7 +132,11 @@ class Service:
     # lifecycle
 
     def start(self) -> None:
-        """Recover, publish, then schedule. Raises MqttBackupError when another serve runs."""
+        """Recover, publish, then schedule.
+
+        Raises MqttBackupError when another serve runs on this state_dir, and InstanceOwned
+        when the broker says another live serve holds this instance.
+        """
         config = self.config
         try:
             self._lock = JobLock(config.state_dir, SERVE_LOCK).acquire()
@@ -127,7 +151,11 @@ class Service:
             from mqtt_backup.publisher import Publisher
 
             self.publisher = Publisher(
-                config, mode="daemon", known_topics=history, on_command=self._on_command
+                config,
+                mode="daemon",
+                known_topics=history,
+                on_command=self._on_command,
+                on_conflict=self._conflict,
             )
             executor.add_sink(MqttSink(self.publisher))
         recovered = executor.recover()
@@ -138,6 +166,11 @@ class Service:
             for job_state in executor.states().values():
                 self.publisher.publish_state(job_state)
             self.publisher.start()
+            # Before anything runs: is the instance ours? A broker that cannot be reached
+            # (or refuses us) decides nothing, and the backups run without it meanwhile.
+            self.publisher.wait_settled(CONNECT_WAIT)
+            if self.publisher.conflict is not None:
+                raise self.publisher.conflict
             if recovered and not self.publisher.wait_synced(CONNECT_WAIT):
                 logger.warning(
                     "the broker is not reachable yet: interrupted states will be published "
@@ -241,6 +274,11 @@ class Service:
             ", ".join(added) or "none",
             ", ".join(removed) or "none",
         )
+
+    def _conflict(self, error: InstanceOwned) -> None:
+        # Paho's thread. During start() too, when start() raises it itself: then nobody reads it.
+        if self._on_conflict is not None:
+            self._on_conflict(error)
 
     # MQTT commands (the publisher's command thread)
 

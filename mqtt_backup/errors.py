@@ -29,3 +29,7 @@ class JobBusy(MqttBackupError):
 
 class MqttError(MqttBackupError):
     """The broker refused us or could not be reached."""
+
+
+class InstanceOwned(MqttError):
+    """Another live ``serve`` holds this instance id on the broker."""

@@ -98,7 +98,8 @@ class Heartbeat:
             logger.warning("cannot write the heartbeat file: %s", exc)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this id exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -119,6 +120,6 @@ def check(state_dir: Path, now: datetime | None = None) -> str | None:
     age = (now or datetime.now(UTC)) - beat.at
     if age > MAX_AGE:
         return f"the last heartbeat is {age.total_seconds():.0f}s old ({path})"
-    if not _pid_alive(beat.pid):
+    if not pid_alive(beat.pid):
         return f"mqtt-backup serve (pid {beat.pid}) is not running"
     return None

@@ -1,8 +1,8 @@
 """One paho client through all its connects: every failure named once, then a short look-around.
 
 After each connect the session reads, before anything is published, what the broker
-retains for the instance's availability (a private probe topic's echo marks the end of
-it) and hands that to the publisher.
+retains for the instance (availability and owner record; a private probe topic's echo
+marks the end of them) and hands that to the publisher, which decides whether to publish.
 Failures are named in the user's terms (see ``mqtt_errors``) and logged once per problem,
 not once per retry; a refused login ends the retries, like Home Assistant's own client.
 
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 class SessionHandler(Protocol):
-    def session_ready(self, availability: bytes | None) -> None: ...
+    def session_ready(self, availability: bytes | None, owner: bytes | None) -> None: ...
     def session_lost(self) -> None: ...
     def session_message(self, message: mqtt.MQTTMessage) -> None: ...
     def session_failed(self, error: MqttError) -> None: ...
@@ -141,7 +141,7 @@ class Session:
         with self._lock:
             self._looking = True
             self._retained = {}
-        look = [(self._topics.availability, 1), (self._probe, 1)]
+        look = [(self._topics.availability, 1), (self._topics.owner, 1), (self._probe, 1)]
         client.subscribe(self._subscriptions + look)
         # The broker sends retained messages before any later packet: the echo ends them.
         client.publish(self._probe, b"", qos=1, retain=False)
@@ -152,7 +152,7 @@ class Session:
         topic = message.topic
         with self._lock:
             looking = self._looking
-            if looking and topic == self._topics.availability:
+            if looking and topic in (self._topics.availability, self._topics.owner):
                 if message.payload:
                     self._retained[topic] = bytes(message.payload)
                 return
@@ -166,7 +166,9 @@ class Session:
         if retained is None:
             self._handler.session_message(message)
             return
-        self._handler.session_ready(retained.get(self._topics.availability))
+        self._handler.session_ready(
+            retained.get(self._topics.availability), retained.get(self._topics.owner)
+        )
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: object, _flags: object, reason: object, _p: object

@@ -9,6 +9,9 @@ States are coalesced: only the latest state per job waits to be sent, and nothin
 handed to paho while disconnected (paho would keep QoS 1 messages in memory without
 bound); every (re)connect republishes every job's latest state instead, which is also
 how a terminal state reaches a broker that was down for the whole run (invariant 3).
+
+A daemon publishes nothing on a connection until it has read the instance's retained owner
+record and availability: a live ``serve`` elsewhere keeps the instance (see ``owner``).
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import paho.mqtt.client as mqtt
 from mqtt_backup.command_inbox import CommandHandler, CommandInbox
 from mqtt_backup.config import AppConfig, MqttConfig
 from mqtt_backup.discovery import discovery_messages, event_message, instance_discovery_messages
-from mqtt_backup.errors import MqttError
+from mqtt_backup.errors import InstanceOwned, MqttError
+from mqtt_backup.instance_claim import InstanceClaim
 from mqtt_backup.known_topics import KnownTopics, MemoryKnownTopics, sync_known_topics
 from mqtt_backup.message import Message
 from mqtt_backup.mqtt_read import read_retained_states, unique_client_id
 from mqtt_backup.mqtt_session import Session
+from mqtt_backup.owner import Owner
 from mqtt_backup.state import JobState
 from mqtt_backup.topics import Topics, command_rejection
 
@@ -39,6 +44,7 @@ __all__ = ["KnownTopics", "MemoryKnownTopics", "Publisher", "read_retained_state
 
 Mode = Literal["daemon", "oneshot"]
 MAX_PENDING_EVENTS = 64
+ConflictHandler = Callable[[InstanceOwned], None]
 
 
 def _significant(state: JobState) -> tuple[object, ...]:
@@ -66,6 +72,7 @@ class Publisher:
         mode: Mode,
         known_topics: KnownTopics | None = None,
         on_command: CommandHandler | None = None,
+        on_conflict: ConflictHandler | None = None,
         job_ids: Iterable[str] | None = None,
         republish_delay: tuple[float, float] = (0.5, 3.0),
         refresh_interval: float | None = 900.0,
@@ -73,7 +80,9 @@ class Publisher:
         """``job_ids``: the jobs to announce (default: all for a daemon, none for oneshot; a
         published state adds its job). ``republish_delay``: the random wait after HA's birth
         message. ``refresh_interval``: how often a daemon republishes the states, so
-        time-based templates (Overdue) are evaluated again while nothing changes."""
+        time-based templates (Overdue) are evaluated again while nothing changes.
+        ``on_conflict``: called (on paho's thread) when another live serve holds the instance;
+        the publisher has stopped publishing by then."""
         if config.mqtt is None:
             raise MqttError("MQTT is not configured")
         self._config = config
@@ -81,10 +90,12 @@ class Publisher:
         self._mode = mode
         self._known: KnownTopics = known_topics if known_topics is not None else MemoryKnownTopics()
         self._inbox = CommandInbox(on_command) if on_command is not None else None
+        self._on_conflict = on_conflict
         self._republish_delay = republish_delay
         self._refresh_interval = refresh_interval
         self._topics = Topics(config.mqtt, config.instance)
         self._progress_interval = config.mqtt.progress_interval.total_seconds()
+        self._claim = InstanceClaim(config, config.mqtt, self._topics) if mode == "daemon" else None
         self._lock = threading.Condition()
         if job_ids is None:
             job_ids = config.jobs if mode == "daemon" else ()
@@ -96,6 +107,7 @@ class Publisher:
         self._last_sent: dict[str, tuple[tuple[object, ...], float]] = {}
         self._resync = False
         self._cleanup = False
+        self._reclaim = False
         self._birth_due: float | None = None
         self._refresh_due: float | None = None
         self._availability_absent = False
@@ -125,8 +137,8 @@ class Publisher:
             self._started = True
         will = None
         subscriptions: list[tuple[str, int]] = []
-        if self._mode == "daemon":
-            client_id = self._mqtt.client_id or f"mqtt-backup-{self._config.instance}"
+        if self._claim is not None:
+            client_id = self._claim.client_id
             will = Message.text(self._topics.availability, "offline")
             subscriptions.append((self._topics.ha_status, 0))
         else:
@@ -145,6 +157,11 @@ class Publisher:
         if self._inbox is not None:
             self._inbox.start()
         try:
+            if self._claim is not None and self._claim.chosen_client_id:
+                holder = self._claim.holder_before_connecting()
+                if holder is not None:
+                    self._refuse(holder)
+                    return
             self._session.start()
         except MqttError as exc:
             self.session_failed(exc)
@@ -164,7 +181,7 @@ class Publisher:
             unsent = sorted(self._pending)
         session = self._session
         assert session is not None  # noqa: S101 - set by start()
-        if unsent:
+        if unsent and not isinstance(self._error, InstanceOwned):
             logger.warning(
                 "the state of %s was not published (%s); it is kept in the local history, "
                 "and serve (or the job's next run) publishes it once connected",
@@ -191,8 +208,13 @@ class Publisher:
 
     @property
     def error(self) -> MqttError | None:
-        """Why the publisher gave up (bad credentials, unusable TLS files)."""
+        """Why the publisher gave up (bad credentials, unusable TLS files, instance owned)."""
         return self._error
+
+    @property
+    def conflict(self) -> InstanceOwned | None:
+        """Set when another live serve holds this instance; nothing is published then."""
+        return self._error if isinstance(self._error, InstanceOwned) else None
 
     @property
     def problem(self) -> str | None:
@@ -247,11 +269,17 @@ class Publisher:
 
     # -- session events (paho's thread: decide, record, wake the worker) -----------------
 
-    def session_ready(self, availability: bytes | None) -> None:
-        """Connected, and the broker's retained availability is known."""
-        if self._mode == "daemon" and self._mqtt.allow_commands:
-            assert self._session is not None  # noqa: S101 - started
-            self._session.subscribe([(t, 1) for t in self._topics.command_subscriptions()])
+    def session_ready(self, availability: bytes | None, owner: bytes | None) -> None:
+        """Connected, and the broker's retained availability and owner record are known."""
+        if self._claim is not None:
+            holder = self._claim.holder(availability, owner)
+            if holder is not None:
+                self._give_way(holder)
+                return
+            if self._mqtt.allow_commands:
+                # Only now: a serve that turns out not to own the instance runs no command.
+                assert self._session is not None  # noqa: S101 - started
+                self._session.subscribe([(t, 1) for t in self._topics.command_subscriptions()])
         with self._lock:
             self._connected = True
             # No daemon ever said anything: a daemon-less setup still needs its entities shown.
@@ -271,7 +299,7 @@ class Publisher:
 
     def session_failed(self, error: MqttError) -> None:
         """The broker refused the login, or the settings cannot be used: no more retries."""
-        if self._mode == "daemon":
+        if self._mode == "daemon" and not isinstance(error, InstanceOwned):
             logger.error("%s; not retrying (fix the setting and restart)", error)
         self._error = error
         self._connected_event.set()  # wake wait_connected(): there is nothing to wait for
@@ -290,9 +318,46 @@ class Publisher:
                     self._birth_due = time.monotonic() + random.uniform(*self._republish_delay)  # noqa: S311
                     self._lock.notify_all()
             return
+        if topic == self._topics.owner:
+            self._owner_claimed(bytes(message.payload))
+            return
         if topic == self._topics.availability:
-            return  # our own, or a run-job's
+            if message.payload == b"offline" and self._claim is not None:
+                # A last will of an older connection of ours (the broker noticed it dead only
+                # now), or a hand: while this serve is connected, the instance is online.
+                with self._lock:
+                    if self._connected and not self._stopping:
+                        self._reclaim = True
+                        self._lock.notify_all()
+            return
         self._accept_command(message)
+
+    def _owner_claimed(self, payload: bytes) -> None:
+        """A live owner record while connected: another serve claimed this instance too."""
+        rival = self._claim.rival(payload) if self._claim is not None else None
+        if rival is None or not self._connected:
+            return
+        if self._claim is not None and self._claim.gives_way_to(rival):
+            self._give_way(rival)
+            return
+        with self._lock:
+            self._resync = True  # our record, online, discovery and states again
+            self._lock.notify_all()
+
+    def _give_way(self, holder: Owner) -> None:
+        with self._lock:
+            self._connected = False
+        assert self._session is not None  # noqa: S101 - started
+        # A clean goodbye: the broker drops our last will, so the holder stays "online".
+        self._session.give_up()
+        self._refuse(holder)
+
+    def _refuse(self, holder: Owner) -> None:
+        assert self._claim is not None  # noqa: S101 - only a daemon claims
+        error = self._claim.refusal(holder)
+        self.session_failed(error)
+        if self._on_conflict is not None:
+            self._on_conflict(error)
 
     def _accept_command(self, message: mqtt.MQTTMessage) -> None:
         parsed = self._topics.parse_command(message.topic)
@@ -348,6 +413,9 @@ class Publisher:
         if self._availability_absent:
             self._availability_absent = False
             batch.append(Message.text(self._topics.availability, "online"))
+        if self._reclaim:
+            self._reclaim = False
+            batch.append(Message.text(self._topics.availability, "online"))
         wait: float | None = None
         for job_id, state in list(self._pending.items()):
             key = _significant(state)
@@ -379,7 +447,8 @@ class Publisher:
         self._birth_due = None
         jobs = list(self._jobs)
         batch: list[Message | Callable[[], None]] = []
-        if self._mode == "daemon":
+        if self._claim is not None:
+            batch.append(self._claim.record())
             batch.append(Message.text(self._topics.availability, "online"))
         batch += instance_discovery_messages(self._config)
         for job_id in jobs:

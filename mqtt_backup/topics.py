@@ -25,6 +25,11 @@ class Topics:
         return f"{self.base}/availability"
 
     @property
+    def owner(self) -> str:
+        """Who serves the instance (retained JSON: host, pid, started_at, token)."""
+        return f"{self.base}/owner"
+
+    @property
     def ha_status(self) -> str:
         """Home Assistant's birth/last-will topic (not retained; sent on every HA connect)."""
         return f"{self.prefix}/status"
