@@ -220,3 +220,24 @@ def test_run_job_while_serve_owns_the_instance_takes_nothing_over(
     assert owner_record(broker, d) == record
     assert d.stop() == 0
     watch.close()
+
+
+def test_an_offline_while_serving_is_answered_with_online(
+    daemons: MakeDaemon, broker_factory: Callable[..., Broker]
+) -> None:
+    # What the broker sends, late, as the last will of a connection of this serve that
+    # died unnoticed (a network change): while serve is connected, the instance is online.
+    broker = broker_factory()
+    d = daemons(broker).start()
+    wait_for(lambda: serving(broker, d), 15, "the serve to own the instance")
+    watch = d.collector()
+    watch.publish(f"{d.base}/availability", "offline", retain=True)
+    watch.wait_for(
+        lambda msgs: [m.payload for m in msgs if m.topic == f"{d.base}/availability"][-2:]
+        == [b"offline", b"online"],
+        5,
+    )
+    assert availability(broker, d) == b"online"
+    assert d.stop() == 0
+    assert availability(broker, d) == b"offline"  # its own goodbye is not answered
+    watch.close()
