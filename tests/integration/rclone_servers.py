@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -46,6 +47,13 @@ def wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: floa
 def webdav_server(rclone_binary: str, tmp_path: Path) -> Iterator[WebdavServer]:
     root = tmp_path / "webdav-root"
     root.mkdir()
+    with serve_webdav(rclone_binary, root) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_webdav(rclone_binary: str, root: Path) -> Iterator[WebdavServer]:
+    """``rclone serve webdav`` of ``root`` on a free port, for as long as the block runs."""
     port = free_port()
     proc = subprocess.Popen(
         [rclone_binary, "serve", "webdav", "--addr", f"127.0.0.1:{port}", str(root)],
@@ -133,6 +141,18 @@ def write_tree(root: Path, files: dict[str, bytes], *, mtime: float | None = Non
         path.write_bytes(content)
         if mtime is not None:
             os.utime(path, (mtime, mtime))
+
+
+def rclone_without_repair(tmp_path: Path, real: str) -> str:
+    """An rclone whose repair copy (``copy --ignore-times``) does nothing, as a destination
+    that keeps corrupting what is written to it would."""
+    wrapper = tmp_path / "rclone-no-repair"
+    wrapper.write_text(
+        f'#!/bin/sh\ncase " $* " in *" --ignore-times "*) exit 0;; esac\nexec "{real}" "$@"\n',
+        encoding="utf-8",
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
 
 
 def wrap_rclone(tmp_path: Path, real: str, subcommand: str, script: str, *, after: bool) -> str:

@@ -14,7 +14,13 @@ import pytest
 
 from mqtt_backup.engine import verify as v
 from mqtt_backup.engine.events import Event, PhaseStarted
-from tests.integration.rclone_servers import folders, tree, wrap_rclone, write_tree
+from tests.integration.rclone_servers import (
+    folders,
+    rclone_without_repair,
+    tree,
+    wrap_rclone,
+    write_tree,
+)
 from tests.integration.test_engine_transfer import run_job
 
 OLD = 1_600_000_000  # 2020: old enough for any min_age used here
@@ -114,15 +120,8 @@ def test_a_copy_that_stays_corrupt_is_kept_and_the_run_warns(
     write_tree(src, {"good.txt": b"good", "victim.txt": b"original"}, mtime=OLD)
     write_tree(dst, {"victim.txt": b"CORRUPT!"}, mtime=OLD)
     # A repair copy that does nothing, as a destination that keeps corrupting writes would.
-    binary = tmp_path / "rclone-no-repair"
-    binary.write_text(
-        "#!/bin/sh\n"
-        'case " $* " in *" --ignore-times "*) exit 0;; esac\n'
-        f'exec "{rclone_binary}" "$@"\n',
-        encoding="utf-8",
-    )
-    binary.chmod(0o755)
-    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": str(binary)})
+    binary = rclone_without_repair(tmp_path, rclone_binary)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": binary})
     assert outcome.status == "completed"
     assert tree(src) == {"victim.txt": b"original"}
     assert tree(dst)["victim.txt"] == b"CORRUPT!"

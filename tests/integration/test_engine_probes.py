@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.rclone_servers import WebdavServer, tree, write_tree
+from tests.integration.rclone_servers import serve_webdav, tree, write_tree
 from tests.integration.test_engine_transfer import run_job
 
 OLD = 1_600_000_000
@@ -53,25 +53,11 @@ def test_a_remote_that_is_the_source_is_refused(
 def test_a_network_server_serving_the_source_is_refused(
     make_config: Any, tmp_path: Path, rclone_binary: str
 ) -> None:
-    import subprocess
-
-    from tests.integration.rclone_servers import free_port, wait_until_listening
-
     src = tmp_path / "src"
     write_tree(src, FILES, mtime=OLD)
-    port = free_port()
-    server = subprocess.Popen(
-        [rclone_binary, "serve", "webdav", "--addr", f"127.0.0.1:{port}", str(src)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_listening(port, server)
-        remote = WebdavServer(src, port).remote("")
-        outcome, _ = run_job(make_config, tmp_path, vtd(str(src), remote, verify="download"))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with serve_webdav(rclone_binary, src) as server:
+        job = vtd(str(src), server.remote(""), verify="download")
+        outcome, _ = run_job(make_config, tmp_path, job)
     assert outcome.status == "failed"
     assert outcome.error is not None and "same storage" in outcome.error
     assert tree(src) == FILES

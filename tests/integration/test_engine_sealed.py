@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mqtt_backup.engine import verify as v
-from tests.integration.rclone_servers import tree, write_tree
+from tests.integration.rclone_servers import rclone_without_repair, tree, write_tree
 from tests.integration.test_engine_transfer import run_job
 
 OLD = 1_600_000_000
@@ -95,15 +95,8 @@ def test_size_only_in_extra_args_does_not_weaken_a_checksum(
     write_tree(src, {"victim.txt": b"original"}, mtime=OLD)
     write_tree(dst, {"victim.txt": b"CORRUPT!"}, mtime=OLD + 10)
     # A repair that cannot help: the damage stays, and so must the source.
-    binary = tmp_path / "rclone-no-repair"
-    binary.write_text(
-        "#!/bin/sh\n"
-        'case " $* " in *" --ignore-times "*) exit 0;; esac\n'
-        f'exec "{rclone_binary}" "$@"\n',
-        encoding="utf-8",
-    )
-    binary.chmod(0o755)
-    rclone = {"binary": str(binary), "extra_args": ["--size-only"]}
+    binary = rclone_without_repair(tmp_path, rclone_binary)
+    rclone = {"binary": binary, "extra_args": ["--size-only"]}
     outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone=rclone)
     assert tree(src) == {"victim.txt": b"original"}
     assert outcome.kept_reasons == {v.DIFFERS: 1}
