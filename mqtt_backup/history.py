@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mqtt_backup.errors import MqttBackupError
+from mqtt_backup.sinks import Sink
 from mqtt_backup.state import JobState, iso
 
 if TYPE_CHECKING:
@@ -473,12 +474,14 @@ DELETE FROM runs WHERE rowid IN (
 """
 
 
-class HistoryPruner:
+class HistoryPruner(Sink):
     """Keeps the history within ``history_retention``: every job at start, a job after its runs.
 
     A sink of the executor; ``retention`` is asked on each use, so a reloaded
     configuration's bounds apply from the next run on.
     """
+
+    name = "history-pruner"
 
     def __init__(self, history: History, retention: Callable[[], HistoryRetention]) -> None:
         self._history = history

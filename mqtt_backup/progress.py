@@ -6,6 +6,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from mqtt_backup.sinks import Sink
 from mqtt_backup.state import JobState
 
 if TYPE_CHECKING:
@@ -22,8 +23,10 @@ _PHASE_LABEL = {
 }
 
 
-class ProgressDisplay:
+class ProgressDisplay(Sink):
     """A sink drawing one job's progress; ``start()``/``stop()`` own the terminal."""
+
+    name = "progress"
 
     def __init__(self, stream: TextIO, *, live: bool | None = None, plain_every: float = 10.0):
         self._stream = stream

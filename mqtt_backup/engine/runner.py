@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mqtt_backup.config import JobConfig, RcloneConfig
 from mqtt_backup.durations import format_duration
 from mqtt_backup.engine import commands
 from mqtt_backup.engine.context import RunContext
 from mqtt_backup.engine.deletion import DeletionResult, EarlyListing, verify_and_delete
-from mqtt_backup.engine.events import Event, PhaseStarted, Progress, RunOutcome
+from mqtt_backup.engine.events import Event, PhaseStarted, Progress, RunOutcome, Status
 from mqtt_backup.engine.exit_codes import ExitKind, describe_exit
 from mqtt_backup.engine.process import ProcessResult, rclone_version
 from mqtt_backup.engine.sealed import seal
@@ -170,20 +171,23 @@ def _combine(
     code: int,
     retryable: bool,
 ) -> RunOutcome:
-    common = {
-        "progress": progress,
-        "deletion": deletion.counts,
-        "kept_reasons": deletion.kept,
-        "kept_files": deletion.kept_files,
-    }
+    def ended(status: Status, **how: Any) -> RunOutcome:
+        return RunOutcome(
+            status,
+            progress=progress,
+            deletion=deletion.counts,
+            kept_reasons=deletion.kept,
+            kept_files=deletion.kept_files,
+            **how,
+        )
+
     stopped = deletion.stopped
     if stopped is not None and stopped.cancelled:
-        return RunOutcome("cancelled", error="cancelled", exit_code=code or None, **common)
+        return ended("cancelled", error="cancelled", exit_code=code or None)
     if stopped is not None and stopped.timed_out:
-        stop = _timed_out(ctx, stopped, ctx.last_error)
-        return RunOutcome("failed", error=stop, retryable=True, **common)
+        return ended("failed", error=_timed_out(ctx, stopped, ctx.last_error), retryable=True)
     if error is not None:
-        return RunOutcome("failed", error=error, exit_code=code, retryable=retryable, **common)
+        return ended("failed", error=error, exit_code=code, retryable=retryable)
     if deletion.error is not None:
-        return RunOutcome("failed", error=deletion.error, retryable=deletion.retryable, **common)
-    return RunOutcome("completed", exit_code=0, warning=deletion.warning, **common)
+        return ended("failed", error=deletion.error, retryable=deletion.retryable)
+    return ended("completed", exit_code=0, warning=deletion.warning)

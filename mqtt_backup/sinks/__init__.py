@@ -14,16 +14,19 @@ The contract (docs/architecture.md, "Sinks"):
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from mqtt_backup.state import JobState
 
 
-class Sink(Protocol):
-    """A consumer of job state; every method may be left as a no-op."""
+class Sink:
+    """A consumer of job state: override what you need, the rest stays a no-op."""
 
-    def run_started(self, state: JobState) -> None: ...
+    name = "sink"
 
-    def state_changed(self, state: JobState) -> None: ...
+    def run_started(self, state: JobState) -> None:
+        """A run of ``state.job_id`` began (``state`` is its first running state)."""
 
-    def run_finished(self, state: JobState) -> None: ...
+    def state_changed(self, state: JobState) -> None:
+        """The job's state changed; while a sink is busy, newer states replace waiting ones."""
+
+    def run_finished(self, state: JobState) -> None:
+        """The run ended; ``state`` is its terminal state."""

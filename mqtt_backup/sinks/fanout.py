@@ -9,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from mqtt_backup.sinks import Sink
 from mqtt_backup.state import JobState
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class _Letter:
 class _Mailbox:
     """One sink's queue and thread. ``post`` never blocks the caller."""
 
-    def __init__(self, sink: object, name: str) -> None:
+    def __init__(self, sink: Sink, name: str) -> None:
         self.sink = sink
         self.name = name
         self._letters: deque[_Letter] = deque()
@@ -118,13 +119,13 @@ class _Mailbox:
 class FanOut:
     """Every sink gets every state, on its own thread; calls here return at once."""
 
-    def __init__(self, sinks: list[object] | None = None) -> None:
+    def __init__(self, sinks: list[Sink] | None = None) -> None:
         self._boxes: list[_Mailbox] = []
         self._lock = threading.Lock()
         for sink in sinks or []:
             self.add(sink)
 
-    def add(self, sink: object) -> None:
+    def add(self, sink: Sink) -> None:
         name = getattr(sink, "name", None) or type(sink).__name__
         with self._lock:
             self._boxes.append(_Mailbox(sink, str(name)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from mqtt_backup.sinks import Sink
 from mqtt_backup.state import JobState
 
 
@@ -13,7 +14,7 @@ class StatePublisher(Protocol):
     def publish_event(self, state: JobState) -> None: ...
 
 
-class MqttSink:
+class MqttSink(Sink):
     """Hands states to the publisher, which coalesces them per job and sends on its thread."""
 
     name = "mqtt"
