@@ -142,6 +142,16 @@ def test_a_destination_inside_the_source_is_refused(tmp_path: Path, rclone_binar
     assert_refused(result)
 
 
+def flags_and_environment(
+    case: tuple[list[str], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Set a case's RCLONE_* variables for this test; its flags, for rclone.extra_args."""
+    flags, env = case
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return flags
+
+
 # ---- flags and RCLONE_* variables that would reach the check or the delete ----
 
 WIDENING = {
@@ -167,9 +177,7 @@ def test_an_include_rule_does_not_widen_the_delete(
     source, destination = tmp_path / "data", tmp_path / "backup"
     files = {"good.jpg": b"good photo", "deep/kept.jpg": b"left out by the job"}
     write_tree(source, files, mtime=OLD)
-    flags, env = WIDENING[name]
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    flags = flags_and_environment(WIDENING[name], monkeypatch)
     result = attempt(
         tmp_path,
         rclone_binary,
@@ -206,9 +214,7 @@ def test_a_size_only_comparison_does_not_weaken_the_check(
     files = {"good.jpg": b"good photo", "bad.jpg": b"original photo"}
     write_tree(source, files, mtime=OLD)
     write_tree(destination, {"bad.jpg": b"CORRUPTED phot"}, mtime=OLD)
-    flags, env = WEAKENING[name]
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    flags = flags_and_environment(WEAKENING[name], monkeypatch)
     result = attempt(tmp_path, rclone_binary, str(source), str(destination), extra_args=flags)
     # bad.jpg may go only once its copy holds the original bytes.
     assert_no_loss(source, destination, files)
@@ -279,9 +285,7 @@ def test_matching_without_case_does_not_widen_the_delete(
     files = {"a.jpg": b"verified", "A.jpg": b"never copied"}
     write_tree(source, files, mtime=OLD)
     write_tree(destination, {"A.jpg/inside": b"x"})
-    flags, env = IGNORING_CASE[name]
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    flags = flags_and_environment(IGNORING_CASE[name], monkeypatch)
     result = attempt(tmp_path, rclone_binary, str(source), str(destination), extra_args=flags)
     assert snapshot(source).get("A.jpg") == files["A.jpg"], "the unverified A.jpg was deleted"
     assert_kept_out(result, name, caplog)
