@@ -23,7 +23,7 @@ from bench.harness import (
     rclone,
     run_timed,
 )
-from mqtt_backup.config import RcloneConfig
+from mqtt_backup.config.models import RcloneConfig
 from mqtt_backup.engine.commands import delete_command
 from mqtt_backup.engine.verify import exact_path_rules
 

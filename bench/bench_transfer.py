@@ -19,7 +19,7 @@ from bench.harness import (
     step_wrapper,
     summary,
 )
-from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine.commands import transfer_command
 
 GOALS = {"big": 1.03, "small": 1.05}

@@ -19,7 +19,7 @@ from bench.harness import (
     run_timed,
     step_wrapper,
 )
-from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine.commands import transfer_command
 
 GOAL = 1.10

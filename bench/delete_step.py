@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.harness import RCLONE
-from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine import deletion
 from mqtt_backup.engine.context import RunContext
 from mqtt_backup.logs import setup as setup_logging

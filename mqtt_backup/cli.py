@@ -15,21 +15,15 @@ from types import FrameType
 from typing import NoReturn
 
 from mqtt_backup import __version__
-from mqtt_backup.config import AppConfig
-from mqtt_backup.config_loader import (
+from mqtt_backup.config.loader import (
     at_line,
     config_path,
     line_of,
     load_config,
     load_config_and_lines,
 )
-from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
-from mqtt_backup.history import History, RunRecord
-from mqtt_backup.locks import is_held
-from mqtt_backup.logs import setup as setup_logging
-from mqtt_backup.secrets import config_secrets
-from mqtt_backup.state import JobState, initial, interrupted, iso, newer, utcnow
-from mqtt_backup.supervisor import (
+from mqtt_backup.config.models import AppConfig
+from mqtt_backup.config.supervisor import (
     SupervisorError,
     addon_config,
     addon_log_level,
@@ -37,6 +31,12 @@ from mqtt_backup.supervisor import (
     write_dashboard,
     write_starter_config,
 )
+from mqtt_backup.errors import ConfigError, JobBusy, MqttBackupError
+from mqtt_backup.jobs.history import History, RunRecord
+from mqtt_backup.jobs.locks import is_held
+from mqtt_backup.jobs.state import JobState, initial, interrupted, iso, newer, utcnow
+from mqtt_backup.logs import setup as setup_logging
+from mqtt_backup.redaction.secrets import config_secrets
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 NO_WIDTH_LIMIT = 10_000
@@ -109,11 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return show_history(config, args.job, args.limit)
         if args.command == "dashboard":
             return print_dashboard(config, args.jobs)
-        from mqtt_backup import app
+        from mqtt_backup import daemon
 
         if args.command == "serve":
-            return app.serve(path, config, redactor)
-        return app.healthcheck(config)
+            return daemon.serve(path, config, redactor)
+        return daemon.healthcheck(config)
     except MqttBackupError as exc:
         print(f"mqtt-backup: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -128,7 +128,7 @@ def _invalid(path: Path, errors: list[str]) -> int:
 
 def validate(path: Path) -> int:
     """The file, then what it names: rclone, its config, TLS and password files, sources."""
-    from mqtt_backup import preflight
+    from mqtt_backup.config import preflight
 
     try:
         config, lines = load_config_and_lines(path, scheduling=True)
@@ -186,9 +186,9 @@ def _unknown_job(config: AppConfig, job_id: str) -> int:
 
 def run_job(config: AppConfig, job_id: str, *, dry_run: bool = False) -> int:
     """Run one job in the foreground; SIGINT/SIGTERM cancel it cleanly."""
-    from mqtt_backup.executor import JobExecutor
-    from mqtt_backup.progress import ProgressDisplay, summary
+    from mqtt_backup.jobs.executor import JobExecutor
     from mqtt_backup.sinks.mqtt import MqttSink
+    from mqtt_backup.sinks.terminal import ProgressDisplay, summary
 
     if job_id not in config.jobs:
         return _unknown_job(config, job_id)
@@ -198,7 +198,7 @@ def run_job(config: AppConfig, job_id: str, *, dry_run: bool = False) -> int:
         executor.add_sink(display)
         publisher = None
         if config.mqtt is not None:
-            from mqtt_backup.publisher import Publisher
+            from mqtt_backup.mqtt.publisher import Publisher
 
             publisher = Publisher(config, mode="oneshot", known_topics=history, job_ids=[job_id])
             executor.add_sink(MqttSink(publisher))
@@ -250,7 +250,7 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
     source = "local history"
     if config.mqtt is not None:
         from mqtt_backup.errors import MqttError
-        from mqtt_backup.publisher import read_retained_states
+        from mqtt_backup.mqtt.publisher import read_retained_states
 
         try:
             retained = read_retained_states(config, timeout=3.0)
@@ -312,7 +312,12 @@ def _settled(config: AppConfig, state: JobState, local_running: set[str | None])
 
 def print_dashboard(config: AppConfig, jobs: str | None) -> int:
     """Print the Lovelace view of the jobs (YAML), to paste into a dashboard."""
-    from mqtt_backup.dashboard import DashboardError, dashboard_view, render, select_jobs
+    from mqtt_backup.homeassistant.dashboard import (
+        DashboardError,
+        dashboard_view,
+        render,
+        select_jobs,
+    )
 
     try:
         view = dashboard_view(config, select_jobs(config, jobs))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mqtt_backup.state import iso
+from mqtt_backup.jobs.state import iso
 
 logger = logging.getLogger(__name__)
 

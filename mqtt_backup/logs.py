@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from mqtt_backup.secrets import RedactingFilter, Secrets
+from mqtt_backup.redaction.secrets import RedactingFilter, Secrets
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 

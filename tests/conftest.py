@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup.config import AppConfig
+from mqtt_backup.config.models import AppConfig
 
 DATA = Path(__file__).parent / "data"
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine.verify import glob_escape
 
 Verify = Literal["checksum", "size", "download"]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine import commands, process
 from mqtt_backup.engine.events import Event, ProcessStarted, Progress
 from mqtt_backup.engine.redact import reason

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 
-from mqtt_backup.connection_string import RemoteSyntaxError, parse
-from mqtt_backup.secrets import masked_remote
+from mqtt_backup.redaction.connection_string import RemoteSyntaxError, parse
+from mqtt_backup.redaction.secrets import masked_remote
 
 
 def local_path(spec: str) -> str | None:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from functools import reduce
 
-from mqtt_backup.secrets import Masker, Secrets, remote_secrets
+from mqtt_backup.redaction.secrets import Masker, Secrets, remote_secrets
 
 MAX_REASON = 160
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mqtt_backup.config import JobConfig, RcloneConfig
-from mqtt_backup.durations import format_duration
+from mqtt_backup.config.durations import format_duration
+from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine import commands
 from mqtt_backup.engine.context import RunContext
 from mqtt_backup.engine.deletion import DeletionResult, EarlyListing, verify_and_delete

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from mqtt_backup.durations import format_duration
+from mqtt_backup.config.durations import format_duration
 
 if TYPE_CHECKING:
-    from mqtt_backup.config import JobConfig, RcloneConfig
+    from mqtt_backup.config.models import JobConfig, RcloneConfig
 
 # Counters of rclone's stats that only go up while work gets done: bytes moved, files
 # compared, copied, deleted, renamed or copied server-side, and directory entries listed.

@@ -14,7 +14,7 @@ The contract (docs/architecture.md, "Sinks"):
 
 from __future__ import annotations
 
-from mqtt_backup.state import JobState
+from mqtt_backup.jobs.state import JobState
 
 
 class Sink:

@@ -9,8 +9,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from mqtt_backup.jobs.state import JobState
 from mqtt_backup.sinks import Sink
-from mqtt_backup.state import JobState
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from mqtt_backup.jobs.state import JobState
 from mqtt_backup.sinks import Sink
-from mqtt_backup.state import JobState
 
 
 class StatePublisher(Protocol):

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from mqtt_backup.history import RunRecord
+from mqtt_backup.jobs.history import RunRecord
 from tests.integration.serve_helpers import assert_no_overlap, parse_ms
 
 TERMINAL = {"completed", "failed", "cancelled", "interrupted"}

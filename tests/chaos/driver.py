@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mqtt_backup.errors import JobBusy
-from mqtt_backup.locks import JobLock
+from mqtt_backup.jobs.locks import JobLock
 from tests.chaos.processes import rclone_processes
 from tests.chaos.rig import RUN_GRACE, SERVER_OF, SFTP_JOBS, STALL_TIMEOUT, ChaosRig
 

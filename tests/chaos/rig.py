@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mqtt_backup.history import History, RunRecord
+from mqtt_backup.jobs.history import History, RunRecord
 from tests.chaos.ledger import Ledger
 from tests.chaos.processes import kill_all, rclone_processes, survivors
 from tests.chaos.sftp_server import SftpServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from mqtt_backup.history import RunRecord
+from mqtt_backup.jobs.history import RunRecord
 from tests.chaos import checks
 from tests.chaos.ledger import Ledger, lost_files
 
@@ -87,7 +87,7 @@ def test_leaked_secrets_names_the_secret_and_where() -> None:
 
 def test_tracebacks_in_the_log_are_reported_with_their_exception() -> None:
     log = (
-        "2026 ERROR mqtt_backup.executor: job j: unexpected error\n"
+        "2026 ERROR mqtt_backup.jobs.executor: job j: unexpected error\n"
         "Traceback (most recent call last):\n"
         '  File "x.py", line 1, in f\n'
         "sqlite3.OperationalError: database is locked\n"

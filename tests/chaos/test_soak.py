@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_backup.history import History
+from mqtt_backup.jobs.history import History
 from tests.conftest import DATA
 from tests.integration.conftest import Broker
 from tests.integration.serve_helpers import Daemon, make_config

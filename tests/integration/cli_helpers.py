@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mqtt_backup.history import History
+from mqtt_backup.jobs.history import History
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:

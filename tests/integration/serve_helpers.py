@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mqtt_backup.history import History, RunRecord
+from mqtt_backup.jobs.history import History, RunRecord
 from tests.integration.cli_helpers import cli_argv, cli_env, run_cli, wait_for
 from tests.integration.mqtt_helpers import Collector, unique_base
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mqtt_backup.config_loader import parse_config
+from mqtt_backup.config.loader import parse_config
 from mqtt_backup.engine.events import RunOutcome
 from mqtt_backup.engine.runner import execute
 from mqtt_backup.errors import ConfigError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_backup.history import History
+from mqtt_backup.jobs.history import History
 from tests.integration.cli_helpers import wait_for
 from tests.integration.conftest import Broker
 from tests.integration.mqtt_helpers import Collector

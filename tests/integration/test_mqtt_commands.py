@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup.publisher import Publisher
-from mqtt_backup.topics import Topics
+from mqtt_backup.mqtt.publisher import Publisher
+from mqtt_backup.mqtt.topics import Topics
 from tests.integration.mqtt_helpers import Collector, unique_base, unique_topics
 
 pytestmark = pytest.mark.timeout(60)
@@ -77,7 +77,7 @@ def test_bad_commands_are_ignored_and_the_publisher_keeps_working(
         assert any("no such job" in w for w in warnings)
         assert any("neither ON nor OFF" in w for w in warnings)
         # And it still publishes.
-        from mqtt_backup.state import initial
+        from mqtt_backup.jobs.state import initial
 
         publisher.publish_state(initial("photos", "photos"))
         client.wait_message(topics.state("photos"), lambda m: m.json()["status"] == "idle")

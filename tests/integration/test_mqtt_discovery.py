@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup.publisher import Publisher
-from mqtt_backup.state import initial
-from mqtt_backup.topics import Topics
+from mqtt_backup.jobs.state import initial
+from mqtt_backup.mqtt.publisher import Publisher
+from mqtt_backup.mqtt.topics import Topics
 from tests.integration.mqtt_helpers import Collector, retained_snapshot, unique_topics
 
 pytestmark = pytest.mark.timeout(60)

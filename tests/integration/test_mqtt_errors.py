@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup.config import AppConfig
-from mqtt_backup.history import History
-from mqtt_backup.publisher import Publisher, read_retained_states
+from mqtt_backup.config.models import AppConfig
+from mqtt_backup.jobs.history import History
+from mqtt_backup.mqtt.publisher import Publisher, read_retained_states
 from tests.integration.cli_helpers import make_tree, run_cli, tree, wait_for, write_config
 from tests.integration.conftest import Broker, Tls, free_port
 from tests.integration.mqtt_helpers import unique_topics

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from mqtt_backup.errors import MqttError
-from mqtt_backup.publisher import Publisher, read_retained_states
-from mqtt_backup.state import initial
-from mqtt_backup.topics import Topics
+from mqtt_backup.jobs.state import initial
+from mqtt_backup.mqtt.publisher import Publisher, read_retained_states
+from mqtt_backup.mqtt.topics import Topics
 from tests.integration.mqtt_helpers import Collector, unique_topics
 
 pytestmark = pytest.mark.timeout(60)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup import state as st
 from mqtt_backup.engine.orphans import start_time, stop_leftover
-from mqtt_backup.executor import JobExecutor
-from mqtt_backup.history import History
+from mqtt_backup.jobs import state as st
+from mqtt_backup.jobs.executor import JobExecutor
+from mqtt_backup.jobs.history import History
 from tests.integration.cli_helpers import make_tree, start_cli, wait_for, write_config
 from tests.integration.serve_helpers import Daemon, child_pids
 from tests.integration.serve_helpers import make_config as serve_config

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup.config import AppConfig, MqttConfig
+from mqtt_backup.config.models import AppConfig, MqttConfig
 from mqtt_backup.engine.events import DeletionCounts, RunOutcome
-from mqtt_backup.mqtt_read import build_client
-from mqtt_backup.publisher import MemoryKnownTopics, Publisher, read_retained_states
-from mqtt_backup.state import JobState, finished, initial, started
-from mqtt_backup.topics import Topics
+from mqtt_backup.jobs.state import JobState, finished, initial, started
+from mqtt_backup.mqtt.client import build_client
+from mqtt_backup.mqtt.publisher import MemoryKnownTopics, Publisher, read_retained_states
+from mqtt_backup.mqtt.topics import Topics
 from tests.integration.conftest import Broker, free_port
 from tests.integration.mqtt_helpers import (
     Collector,
@@ -141,8 +141,8 @@ def test_terminal_state_survives_broker_restart(broker_factory, config_for, publ
 DAEMON = textwrap.dedent(
     """
     import json, sys, time
-    from mqtt_backup.config import AppConfig
-    from mqtt_backup.publisher import Publisher
+    from mqtt_backup.config.models import AppConfig
+    from mqtt_backup.mqtt.publisher import Publisher
     config = AppConfig.model_validate(json.loads(sys.argv[1]))
     publisher = Publisher(config, mode="daemon")
     publisher.start()

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup import state as st
 from mqtt_backup.engine.events import RunOutcome
-from mqtt_backup.history import History
+from mqtt_backup.jobs import state as st
+from mqtt_backup.jobs.history import History
 from tests.integration.cli_helpers import wait_for
 from tests.integration.conftest import Broker
 from tests.integration.mqtt_helpers import retained_snapshot

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mqtt_backup import state as st
 from mqtt_backup.engine.events import RunOutcome
-from mqtt_backup.history import History
+from mqtt_backup.jobs import state as st
+from mqtt_backup.jobs.history import History
 from tests.integration.cli_helpers import wait_for
 from tests.integration.conftest import Broker
 from tests.integration.serve_helpers import Daemon, make_config, make_tree, parse_ms

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mqtt_backup.executor import JobExecutor
-from mqtt_backup.history import History
-from mqtt_backup.publisher import Publisher
+from mqtt_backup.jobs.executor import JobExecutor
+from mqtt_backup.jobs.history import History
+from mqtt_backup.jobs.state import JobState
+from mqtt_backup.mqtt.publisher import Publisher
 from mqtt_backup.sinks.mqtt import MqttSink
-from mqtt_backup.state import JobState
 from tests.integration.mqtt_helpers import Collector
 from tests.integration.rclone_servers import write_tree
 

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mqtt_backup.executor import JobExecutor
-from mqtt_backup.history import History
-from mqtt_backup.state import JobState
+from mqtt_backup.jobs.executor import JobExecutor
+from mqtt_backup.jobs.history import History
+from mqtt_backup.jobs.state import JobState
 from tests.integration.rclone_servers import (
     SftpServer,
     free_port,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup.history import History
+from mqtt_backup.jobs.history import History
 from tests.integration.cli_helpers import make_tree, run_cli, start_cli, wait_for, write_config
 from tests.integration.serve_helpers import child_pids
 

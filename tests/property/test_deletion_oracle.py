@@ -32,7 +32,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, Phase, event, given, note, seed, settings, target
 
-from mqtt_backup.config_loader import parse_config
+from mqtt_backup.config.loader import parse_config
 from mqtt_backup.engine.events import Event, PhaseStarted, RunOutcome
 from mqtt_backup.engine.runner import execute
 from mqtt_backup.errors import ConfigError

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from mqtt_backup import __version__
-from mqtt_backup.config_loader import STATE_DIR_ENV
-from mqtt_backup.supervisor import ADDON_STATE_DIR, LOG_LEVELS, OPTIONS_PATH
+from mqtt_backup.config.loader import STATE_DIR_ENV
+from mqtt_backup.config.supervisor import ADDON_STATE_DIR, LOG_LEVELS, OPTIONS_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon"

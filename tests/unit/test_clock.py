@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from mqtt_backup.clock import ClockWatch, from_the_future
+from mqtt_backup.scheduling.clock import ClockWatch, from_the_future
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from mqtt_backup.command_inbox import CommandInbox
+from mqtt_backup.mqtt.command_inbox import CommandInbox
 
 
 class Gate:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_backup.config_loader import config_path, load_config, parse_config
+from mqtt_backup.config.loader import config_path, load_config, parse_config
 from mqtt_backup.errors import ConfigError
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "example.yaml"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_backup.config_loader import STATE_DIR_ENV, load_config, parse_config
+from mqtt_backup.config.loader import STATE_DIR_ENV, load_config, parse_config
+from mqtt_backup.config.yaml_document import MAX_ALIAS_EXPANSION
 from mqtt_backup.errors import ConfigError
-from mqtt_backup.yaml_document import MAX_ALIAS_EXPANSION
 
 
 def errors_of(text: str, base_dir: Path | None = None) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mqtt_backup.connection_string import Remote, RemoteSyntaxError, loose_params, parse
+from mqtt_backup.redaction.connection_string import Remote, RemoteSyntaxError, loose_params, parse
 
 
 def config(remote: Remote) -> dict[str, str]:

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mqtt_backup.crontab import CrontabTrigger
-from mqtt_backup.schedule import parse_schedule
+from mqtt_backup.scheduling.crontab import CrontabTrigger
+from mqtt_backup.scheduling.triggers import parse_schedule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from mqtt_backup.cli import main
-from mqtt_backup.dashboard import DashboardError, dashboard_view, render, select_jobs
-from mqtt_backup.discovery import discovery_messages
+from mqtt_backup.homeassistant.dashboard import DashboardError, dashboard_view, render, select_jobs
+from mqtt_backup.homeassistant.discovery import discovery_messages
 
 JOBS = {
     "photos": {"name": "Photos", "source": "/a", "destination": "nas:a", "schedule": "0 3 * * *"},

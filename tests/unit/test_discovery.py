@@ -10,15 +10,15 @@ import jinja2
 import pytest
 
 from mqtt_backup import __version__
-from mqtt_backup.discovery import (
+from mqtt_backup.homeassistant.discovery import (
     discovery_messages,
     event_message,
     instance_discovery_messages,
     job_retained_topics,
     removal_messages,
 )
-from mqtt_backup.state import JobState, Status, initial
-from mqtt_backup.topics import Topics
+from mqtt_backup.jobs.state import JobState, Status, initial
+from mqtt_backup.mqtt.topics import Topics
 
 JOBS = {
     "photos": {"name": "Photos", "source": "/a", "destination": "nas:a", "schedule": "every 6h",

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mqtt_backup.durations import format_duration, parse_duration
-from mqtt_backup.schedule import parse_schedule
+from mqtt_backup.config.durations import format_duration, parse_duration
+from mqtt_backup.scheduling.triggers import parse_schedule
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ def test_the_longest_interval_is_accepted() -> None:
 
 
 def test_schedule_errors_name_the_key() -> None:
-    from mqtt_backup.config_loader import parse_config
+    from mqtt_backup.config.loader import parse_config
     from mqtt_backup.errors import ConfigError
 
     text = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine import commands
 
 RCLONE = RcloneConfig(

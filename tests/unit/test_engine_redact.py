@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from mqtt_backup.engine.redact import MAX_REASON, reason
-from mqtt_backup.quoting import go_quoted
-from mqtt_backup.secrets import MASK
+from mqtt_backup.redaction.quoting import go_quoted
+from mqtt_backup.redaction.secrets import MASK
 
 SOURCE = "/srv/photos"
 DESTINATION = ":webdav,url='http://u:s3cr3t\"x@nas:8080/',pass='a\"b\\c,d:e''f':backup"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine.watchdog import Watchdog, moved, stall_limit, stall_sentence
 from tests.unit.test_engine_stats import sample_lines
 

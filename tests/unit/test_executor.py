@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup import state as st
-from mqtt_backup.config import JobConfig, RcloneConfig
+from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine.events import DeletionCounts, Event, PhaseStarted, Progress, RunOutcome
 from mqtt_backup.errors import JobBusy, RcloneNotFound
-from mqtt_backup.executor import JobExecutor
-from mqtt_backup.history import History
-from mqtt_backup.locks import JobLock
-from mqtt_backup.state import JobState
+from mqtt_backup.jobs import state as st
+from mqtt_backup.jobs.executor import JobExecutor
+from mqtt_backup.jobs.history import History
+from mqtt_backup.jobs.locks import JobLock
+from mqtt_backup.jobs.state import JobState
 
 
 class Recorder:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_backup import state as st
 from mqtt_backup.engine.events import RunOutcome
 from mqtt_backup.errors import MqttBackupError
-from mqtt_backup.history import History
+from mqtt_backup.jobs import state as st
+from mqtt_backup.jobs.history import History
 
 T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 
@@ -58,7 +58,8 @@ def test_a_corrupt_history_is_moved_aside_and_a_fresh_one_works(
     path = checkpointed(tmp_path)
     damage(path)
     damaged = path.read_bytes()
-    with caplog.at_level(logging.ERROR, logger="mqtt_backup.history"), History(tmp_path) as history:
+    quiet = caplog.at_level(logging.ERROR, logger="mqtt_backup.jobs.history")
+    with quiet, History(tmp_path) as history:
         assert history.running_runs() == []
         running = st.started(st.initial("a", "A", "none"), "after", "cli", T0)
         history.start_run(running)
@@ -94,7 +95,8 @@ def test_a_saved_state_that_no_longer_parses_is_skipped_with_a_warning(
         db.execute("UPDATE job_states SET state='{\"job_id\": \"a\", \"st' WHERE job_id='a'")
         db.execute("UPDATE settings SET value='{nope' WHERE job_id='a'")
         db.execute("UPDATE runs SET finished_at='yesterday'")
-    with caplog.at_level(logging.WARNING, logger="mqtt_backup.history"), History(tmp_path) as h:
+    warnings = caplog.at_level(logging.WARNING, logger="mqtt_backup.jobs.history")
+    with warnings, History(tmp_path) as h:
         states = h.last_states()
         assert set(states) == {"b"}
         assert h.setting("a", "enabled", True) is True

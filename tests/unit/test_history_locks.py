@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_backup import state as st
 from mqtt_backup.engine.events import RunOutcome
 from mqtt_backup.errors import JobBusy
-from mqtt_backup.history import History
-from mqtt_backup.locks import JobLock, is_locked
+from mqtt_backup.jobs import state as st
+from mqtt_backup.jobs.history import History
+from mqtt_backup.jobs.locks import JobLock, is_locked
 
 T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 
@@ -77,7 +77,7 @@ def test_lock_dies_with_its_process(tmp_path: Path) -> None:
             "-c",
             textwrap.dedent(f"""
             import sys, time
-            from mqtt_backup.locks import JobLock
+            from mqtt_backup.jobs.locks import JobLock
             JobLock({str(tmp_path)!r}, "a").acquire()
             print("held", flush=True)
             time.sleep(60)

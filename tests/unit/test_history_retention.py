@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_backup import state as st
-from mqtt_backup.config import AppConfig, HistoryRetention
-from mqtt_backup.config_loader import parse_config
+from mqtt_backup.config.loader import parse_config
+from mqtt_backup.config.models import AppConfig, HistoryRetention
 from mqtt_backup.engine.events import RunOutcome
 from mqtt_backup.errors import ConfigError
-from mqtt_backup.history import History, HistoryPruner
+from mqtt_backup.jobs import state as st
+from mqtt_backup.jobs.history import History, HistoryPruner
 
 T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_backup.config_loader import parse_config
+from mqtt_backup.config.loader import parse_config
 from mqtt_backup.engine.locations import describe, local_path, overlap
 from mqtt_backup.errors import ConfigError
 

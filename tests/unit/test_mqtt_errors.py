@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from mqtt_backup.mqtt_errors import (
+from mqtt_backup.mqtt.errors import (
     closed_before_login,
     connect_failed,
     login_refused,

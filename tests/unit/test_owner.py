@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from mqtt_backup.owner import Owner, live_holder, refusal, yields_to
+from mqtt_backup.mqtt.owner import Owner, live_holder, refusal, yields_to
 
 T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 ME = Owner("nas", 200, T0, "aaaa")

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from mqtt_backup import state as st
-from mqtt_backup.config import AppConfig
+from mqtt_backup.config.models import AppConfig
 from mqtt_backup.engine.events import RunOutcome
-from mqtt_backup.executor import JobExecutor
-from mqtt_backup.history import History
-from mqtt_backup.schedule import parse_schedule
-from mqtt_backup.scheduler import JobScheduler, interval_start, missed_fire
+from mqtt_backup.jobs import state as st
+from mqtt_backup.jobs.executor import JobExecutor
+from mqtt_backup.jobs.history import History
+from mqtt_backup.scheduling.scheduler import JobScheduler, interval_start, missed_fire
+from mqtt_backup.scheduling.triggers import parse_schedule
 
 T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 HOURLY = parse_schedule("every 1h")

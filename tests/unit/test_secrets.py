@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from mqtt_backup.config import AppConfig
-from mqtt_backup.quoting import go_quoted, spellings
-from mqtt_backup.secrets import (
+from mqtt_backup.config.models import AppConfig
+from mqtt_backup.redaction.quoting import go_quoted, spellings
+from mqtt_backup.redaction.secrets import (
     MASK,
     Masker,
     RedactingFilter,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from mqtt_backup import state as st
+from mqtt_backup.jobs import state as st
 from mqtt_backup.sinks.fanout import FanOut
 
 

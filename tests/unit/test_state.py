@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mqtt_backup import state as st
 from mqtt_backup.engine.events import DeletionCounts, PhaseStarted, Progress, RunOutcome
+from mqtt_backup.jobs import state as st
 
 T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 

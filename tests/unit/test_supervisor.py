@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from mqtt_backup.config import TlsConfig
-from mqtt_backup.config_loader import parse_config
-from mqtt_backup.secrets import config_secrets
-from mqtt_backup.supervisor import (
+from mqtt_backup.config.loader import parse_config
+from mqtt_backup.config.models import TlsConfig
+from mqtt_backup.config.supervisor import (
     STARTER,
     BrokerService,
     SupervisorError,
@@ -24,6 +23,7 @@ from mqtt_backup.supervisor import (
     write_dashboard,
     write_starter_config,
 )
+from mqtt_backup.redaction.secrets import config_secrets
 
 PASSWORD = "Supervisor-made-pa55word"
 SERVICE = BrokerService("core-mosquitto", 1883, ssl=False, username="addons", password=PASSWORD)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mqtt_backup.config import MqttConfig
-from mqtt_backup.topics import Topics, command_rejection
+from mqtt_backup.config.models import MqttConfig
+from mqtt_backup.mqtt.topics import Topics, command_rejection
 
 
 @pytest.fixture

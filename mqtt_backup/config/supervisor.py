@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from mqtt_backup.config import AppConfig, MqttConfig, TlsConfig
+from mqtt_backup.config.models import AppConfig, MqttConfig, TlsConfig
 from mqtt_backup.errors import MqttBackupError
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def write_starter_config(path: Path, environ: Mapping[str, str] = os.environ) ->
 
 def write_dashboard(path: Path, config: AppConfig) -> None:
     """Write the dashboard view of every job to ``path``; a failure is logged, not raised."""
-    from mqtt_backup.dashboard import DashboardError, dashboard_view, render
+    from mqtt_backup.homeassistant.dashboard import DashboardError, dashboard_view, render
 
     try:
         text = render(dashboard_view(config, list(config.jobs)))

@@ -12,8 +12,8 @@ import contextlib
 import socket
 import ssl
 
-from mqtt_backup import mqtt_errors
-from mqtt_backup.config import MqttConfig
+from mqtt_backup.config.models import MqttConfig
+from mqtt_backup.mqtt import errors as mqtt_errors
 
 TIMEOUT = 2.0
 # MQTT 3.1.1 CONNECT: clean session, keep-alive 60 s, empty client id (the broker makes one).

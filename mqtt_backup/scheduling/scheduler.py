@@ -21,15 +21,15 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from mqtt_backup import clock
-from mqtt_backup import state as st
-from mqtt_backup.config import AppConfig, JobConfig
-from mqtt_backup.durations import format_duration
+from mqtt_backup.config.durations import format_duration
+from mqtt_backup.config.models import AppConfig, JobConfig
 from mqtt_backup.errors import JobBusy
-from mqtt_backup.executor import JobExecutor
-from mqtt_backup.history import History
-from mqtt_backup.schedule import Schedule
-from mqtt_backup.state import Trigger
+from mqtt_backup.jobs import state as st
+from mqtt_backup.jobs.executor import JobExecutor
+from mqtt_backup.jobs.history import History
+from mqtt_backup.jobs.state import Trigger
+from mqtt_backup.scheduling import clock
+from mqtt_backup.scheduling.triggers import Schedule
 
 logger = logging.getLogger(__name__)
 

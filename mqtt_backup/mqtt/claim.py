@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from mqtt_backup import owner as ownership
-from mqtt_backup.config import AppConfig, MqttConfig
+from mqtt_backup.config.models import AppConfig, MqttConfig
 from mqtt_backup.errors import InstanceOwned
 from mqtt_backup.health import pid_alive
-from mqtt_backup.message import Message
-from mqtt_backup.mqtt_read import read_retained
-from mqtt_backup.topics import Topics
+from mqtt_backup.mqtt import owner as ownership
+from mqtt_backup.mqtt.client import read_retained
+from mqtt_backup.mqtt.message import Message
+from mqtt_backup.mqtt.topics import Topics
 
 logger = logging.getLogger(__name__)
 

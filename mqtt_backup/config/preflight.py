@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mqtt_backup.config import AppConfig
+from mqtt_backup.config.models import AppConfig
 from mqtt_backup.errors import RcloneError
 
 # rclone's own test for "remote:path": a name of these characters, or ":backend,opts:".

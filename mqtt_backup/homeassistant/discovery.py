@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from mqtt_backup import __version__
-from mqtt_backup.config import AppConfig, MqttConfig
-from mqtt_backup.message import Message
-from mqtt_backup.state import JobState, Status
-from mqtt_backup.topics import Component, Topics
+from mqtt_backup.config.models import AppConfig, MqttConfig
+from mqtt_backup.jobs.state import JobState, Status
+from mqtt_backup.mqtt.message import Message
+from mqtt_backup.mqtt.topics import Component, Topics
 
 SUPPORT_URL = "https://github.com/mqtt-backup/mqtt-backup"
 # From the state model, so a status added there is announced too: Home Assistant ignores an

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mqtt_backup.config import MqttConfig
+from mqtt_backup.config.models import MqttConfig
 
 Command = Literal["run", "cancel", "enabled/set"]
 COMMANDS: tuple[Command, ...] = ("run", "cancel", "enabled/set")

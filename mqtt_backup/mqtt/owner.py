@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mqtt_backup.state import iso
+from mqtt_backup.jobs.state import iso
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from mqtt_backup.connection_string import Param, RemoteSyntaxError, loose_params, parse
-from mqtt_backup.literals import Literals
-from mqtt_backup.quoting import ENCODERS, spellings
+from mqtt_backup.redaction.connection_string import Param, RemoteSyntaxError, loose_params, parse
+from mqtt_backup.redaction.literals import Literals
+from mqtt_backup.redaction.quoting import ENCODERS, spellings
 
 if TYPE_CHECKING:  # config checks paths with engine.locations, which masks with this module
-    from mqtt_backup.config import AppConfig
+    from mqtt_backup.config.models import AppConfig
 
 MASK = "***"
 # A key or flag name containing one of these words holds a secret.

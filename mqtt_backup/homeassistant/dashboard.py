@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from mqtt_backup.config import AppConfig
-from mqtt_backup.discovery import job_entity_ids
+from mqtt_backup.config.models import AppConfig
 from mqtt_backup.errors import MqttBackupError
+from mqtt_backup.homeassistant.discovery import job_entity_ids
 
 HISTORY_HOURS = 48
 # Job sections side by side on a wide screen; the overview spans them all.

@@ -9,18 +9,18 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from mqtt_backup import state as st
-from mqtt_backup.config import AppConfig, JobConfig
+from mqtt_backup.config.models import AppConfig, JobConfig
 from mqtt_backup.engine.events import Event, ProcessStarted, Progress, RunOutcome
 from mqtt_backup.engine.orphans import stop_leftover
 from mqtt_backup.errors import JobBusy, MqttBackupError
-from mqtt_backup.history import History
-from mqtt_backup.locks import JobLock, is_locked
-from mqtt_backup.progress import summary
-from mqtt_backup.secrets import Masker, Secrets, config_secrets
+from mqtt_backup.jobs import state as st
+from mqtt_backup.jobs.history import History
+from mqtt_backup.jobs.locks import JobLock, is_locked
+from mqtt_backup.jobs.state import JobState, Trigger
+from mqtt_backup.redaction.secrets import Masker, Secrets, config_secrets
 from mqtt_backup.sinks import Sink
 from mqtt_backup.sinks.fanout import FanOut
-from mqtt_backup.state import JobState, Trigger
+from mqtt_backup.sinks.terminal import summary
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from mqtt_backup.durations import format_duration, parse_duration
+from mqtt_backup.config.durations import format_duration, parse_duration
 from mqtt_backup.engine.locations import overlap
-from mqtt_backup.schedule import Schedule, parse_schedule
+from mqtt_backup.scheduling.triggers import Schedule, parse_schedule
 
 ID_PATTERN = r"^[a-z0-9_-]{1,64}$"
 DEFAULT_STALL_TIMEOUT = timedelta(minutes=10)

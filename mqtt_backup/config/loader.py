@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mqtt_backup.config import ID_PATTERN, AppConfig
+from mqtt_backup.config.models import ID_PATTERN, AppConfig
+from mqtt_backup.config.yaml_document import parse_document
 from mqtt_backup.errors import ConfigError
-from mqtt_backup.yaml_document import parse_document
 
 DEFAULT_PATH = Path("config/mqtt-backup.yaml")
 CONFIG_ENV = "MQTT_BACKUP_CONFIG"

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mqtt_backup.errors import MqttBackupError
+from mqtt_backup.jobs.state import JobState, iso
 from mqtt_backup.sinks import Sink
-from mqtt_backup.state import JobState, iso
 
 if TYPE_CHECKING:
-    from mqtt_backup.config import HistoryRetention
+    from mqtt_backup.config.models import HistoryRetention
 
 logger = logging.getLogger(__name__)
 

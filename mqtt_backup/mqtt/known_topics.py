@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from mqtt_backup.config import AppConfig
-from mqtt_backup.discovery import job_retained_topics, removal_messages
-from mqtt_backup.message import Message
+from mqtt_backup.config.models import AppConfig
+from mqtt_backup.homeassistant.discovery import job_retained_topics, removal_messages
+from mqtt_backup.mqtt.message import Message
 
 logger = logging.getLogger(__name__)
 

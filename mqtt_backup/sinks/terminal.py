@@ -6,8 +6,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from mqtt_backup.jobs.state import JobState
 from mqtt_backup.sinks import Sink
-from mqtt_backup.state import JobState
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

@@ -15,19 +15,19 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from mqtt_backup import health
-from mqtt_backup.config import AppConfig
-from mqtt_backup.config_loader import load_config
+from mqtt_backup.config.loader import load_config
+from mqtt_backup.config.models import AppConfig
+from mqtt_backup.config.supervisor import SupervisorError, addon_config
 from mqtt_backup.errors import ConfigError, InstanceOwned, JobBusy, MqttBackupError
-from mqtt_backup.executor import JobExecutor
-from mqtt_backup.history import History, HistoryPruner
-from mqtt_backup.locks import JobLock
-from mqtt_backup.scheduler import JobScheduler
-from mqtt_backup.secrets import RedactingFilter, config_secrets
+from mqtt_backup.jobs.executor import JobExecutor
+from mqtt_backup.jobs.history import History, HistoryPruner
+from mqtt_backup.jobs.locks import JobLock
+from mqtt_backup.redaction.secrets import RedactingFilter, config_secrets
+from mqtt_backup.scheduling.scheduler import JobScheduler
 from mqtt_backup.sinks.mqtt import MqttSink
-from mqtt_backup.supervisor import SupervisorError, addon_config
 
 if TYPE_CHECKING:
-    from mqtt_backup.publisher import Publisher
+    from mqtt_backup.mqtt.publisher import Publisher
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Service:
         history = self.history = History(config.state_dir).open()
         executor = self.executor = JobExecutor(config, history)
         if config.mqtt is not None:
-            from mqtt_backup.publisher import Publisher
+            from mqtt_backup.mqtt.publisher import Publisher
 
             self.publisher = Publisher(
                 config,

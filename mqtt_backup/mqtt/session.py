@@ -20,12 +20,13 @@ from typing import Protocol
 
 import paho.mqtt.client as mqtt
 
-from mqtt_backup import mqtt_errors, mqtt_probe
-from mqtt_backup.config import MqttConfig
+from mqtt_backup.config.models import MqttConfig
 from mqtt_backup.errors import MqttError
-from mqtt_backup.message import Message
-from mqtt_backup.mqtt_read import build_client
-from mqtt_backup.topics import Topics
+from mqtt_backup.mqtt import errors as mqtt_errors
+from mqtt_backup.mqtt import probe as mqtt_probe
+from mqtt_backup.mqtt.client import build_client
+from mqtt_backup.mqtt.message import Message
+from mqtt_backup.mqtt.topics import Topics
 
 logger = logging.getLogger(__name__)
 

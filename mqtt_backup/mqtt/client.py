@@ -19,13 +19,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from mqtt_backup.config import AppConfig, MqttConfig, TlsConfig
+from mqtt_backup.config.models import AppConfig, MqttConfig, TlsConfig
 from mqtt_backup.errors import MqttError
-from mqtt_backup.mqtt_errors import endpoint, login_refused, tls_setup_failed
-from mqtt_backup.mqtt_errors import refused as refused_text
-from mqtt_backup.mqtt_probe import explain_early_close, explain_failure
-from mqtt_backup.state import JobState
-from mqtt_backup.topics import Topics
+from mqtt_backup.jobs.state import JobState
+from mqtt_backup.mqtt.errors import endpoint, login_refused, tls_setup_failed
+from mqtt_backup.mqtt.errors import refused as refused_text
+from mqtt_backup.mqtt.probe import explain_early_close, explain_failure
+from mqtt_backup.mqtt.topics import Topics
 
 logger = logging.getLogger(__name__)
 

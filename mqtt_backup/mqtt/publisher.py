@@ -26,18 +26,22 @@ from typing import Literal
 
 import paho.mqtt.client as mqtt
 
-from mqtt_backup.command_inbox import CommandHandler, CommandInbox
-from mqtt_backup.config import AppConfig, MqttConfig
-from mqtt_backup.discovery import discovery_messages, event_message, instance_discovery_messages
+from mqtt_backup.config.models import AppConfig, MqttConfig
 from mqtt_backup.errors import InstanceOwned, MqttError
-from mqtt_backup.instance_claim import InstanceClaim
-from mqtt_backup.known_topics import KnownTopics, MemoryKnownTopics, sync_known_topics
-from mqtt_backup.message import Message
-from mqtt_backup.mqtt_read import read_retained_states, unique_client_id
-from mqtt_backup.mqtt_session import Session
-from mqtt_backup.owner import Owner
-from mqtt_backup.state import JobState
-from mqtt_backup.topics import Topics, command_rejection
+from mqtt_backup.homeassistant.discovery import (
+    discovery_messages,
+    event_message,
+    instance_discovery_messages,
+)
+from mqtt_backup.jobs.state import JobState
+from mqtt_backup.mqtt.claim import InstanceClaim
+from mqtt_backup.mqtt.client import read_retained_states, unique_client_id
+from mqtt_backup.mqtt.command_inbox import CommandHandler, CommandInbox
+from mqtt_backup.mqtt.known_topics import KnownTopics, MemoryKnownTopics, sync_known_topics
+from mqtt_backup.mqtt.message import Message
+from mqtt_backup.mqtt.owner import Owner
+from mqtt_backup.mqtt.session import Session
+from mqtt_backup.mqtt.topics import Topics, command_rejection
 
 logger = logging.getLogger(__name__)
 __all__ = ["KnownTopics", "MemoryKnownTopics", "Publisher", "read_retained_states"]

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from mqtt_backup.durations import format_duration, parse_duration
+from mqtt_backup.config.durations import format_duration, parse_duration
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
 
-    from mqtt_backup.crontab import CrontabTrigger
+    from mqtt_backup.scheduling.crontab import CrontabTrigger
 
 _EVERY = re.compile(r"^every\s+(\S+)$", re.IGNORECASE)
 # Shorter intervals would run a backup back to back; longer ones are a calendar matter, which a
@@ -29,7 +29,7 @@ def _crontab(text: str, timezone: tzinfo | None) -> CrontabTrigger:
     # Cached: a trigger holds no state between calls, and a config of 1,000 jobs often has a
     # handful of lines. Imported here: APScheduler pulls in asyncio and importlib.metadata
     # (~40 ms), which a run-job of a config without cron schedules never needs.
-    from mqtt_backup.crontab import CrontabTrigger
+    from mqtt_backup.scheduling.crontab import CrontabTrigger
 
     return CrontabTrigger(text, timezone)
 

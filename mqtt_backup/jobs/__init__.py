@@ -1,0 +1,1 @@
+"""Running jobs: the executor, job state, run history and per-job locks."""

@@ -1,0 +1,1 @@
+"""The MQTT side: the session with the broker, publishing, commands, topics."""

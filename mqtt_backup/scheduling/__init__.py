@@ -1,0 +1,1 @@
+"""When jobs run: schedules, cron triggers, the wall clock and the scheduler."""
