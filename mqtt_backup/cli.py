@@ -6,12 +6,10 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
 from mqtt_backup import __version__
@@ -174,10 +172,6 @@ def entry() -> NoReturn:
     os._exit(code)
 
 
-# How long run-job waits for its sinks to take the last state before it stops them.
-SINKS_STOP_TIMEOUT = 5.0
-
-
 def _unknown_job(config: AppConfig, job_id: str) -> int:
     known = ", ".join(config.jobs) or "none configured"
     print(f"mqtt-backup: unknown job {job_id!r} (jobs: {known})", file=sys.stderr)
@@ -185,54 +179,19 @@ def _unknown_job(config: AppConfig, job_id: str) -> int:
 
 
 def run_job(config: AppConfig, job_id: str, *, dry_run: bool = False) -> int:
-    """Run one job in the foreground; SIGINT/SIGTERM cancel it cleanly."""
-    from mqtt_backup.jobs.executor import JobExecutor
-    from mqtt_backup.sinks.mqtt import MqttSink
-    from mqtt_backup.sinks.terminal import ProgressDisplay, summary
+    """Run one job in the foreground; print its summary; the exit code says how it ended."""
+    from mqtt_backup.runtime import run_once
+    from mqtt_backup.sinks.terminal import summary
 
     if job_id not in config.jobs:
         return _unknown_job(config, job_id)
-    with History(config.state_dir) as history:
-        executor = JobExecutor(config, history)
-        display = ProgressDisplay(sys.stderr)
-        executor.add_sink(display)
-        publisher = None
-        if config.mqtt is not None:
-            from mqtt_backup.mqtt.publisher import Publisher
-
-            publisher = Publisher(config, mode="oneshot", known_topics=history, job_ids=[job_id])
-            executor.add_sink(MqttSink(publisher))
-        recovered = executor.recover()
-        if publisher is not None:
-            publisher.start()
-            for state in recovered:
-                publisher.publish_state(state)
-            publisher.publish_state(executor.state(job_id))
-        _cancel_on_signals(lambda: executor.cancel(job_id))
-        display.start()
-        try:
-            final = executor.run(job_id, "cli", dry_run=dry_run)
-        except JobBusy as exc:
-            display.stop()
-            print(f"mqtt-backup: {exc}; not started", file=sys.stderr)
-            return EXIT_FAILED
-        finally:
-            # The terminal state must reach the display and the publisher before they stop.
-            executor.sinks.close(SINKS_STOP_TIMEOUT)
-            display.stop()
-            if publisher is not None:
-                publisher.stop()
+    try:
+        final = run_once(config, job_id, dry_run=dry_run)
+    except JobBusy as exc:
+        print(f"mqtt-backup: {exc}; not started", file=sys.stderr)
+        return EXIT_FAILED
     print(summary(final))
     return EXIT_OK if final.status == "completed" else EXIT_FAILED
-
-
-def _cancel_on_signals(cancel: Callable[[], object]) -> None:
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        logger.warning("received %s: cancelling the run", signal.Signals(signum).name)
-        threading.Thread(target=cancel, name="cancel", daemon=True).start()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
 
 
 def show_status(config: AppConfig, *, as_json: bool) -> int:

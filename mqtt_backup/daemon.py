@@ -1,4 +1,4 @@
-"""``serve``: wires history, executor, publisher and scheduler; signals, reload and shutdown."""
+"""``serve``: the daemon — its runtime and scheduler, signals, reload and shutdown."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from mqtt_backup.config.models import AppConfig
 from mqtt_backup.config.supervisor import SupervisorError, addon_config
 from mqtt_backup.errors import ConfigError, InstanceOwned, JobBusy, MqttBackupError
 from mqtt_backup.jobs.executor import JobExecutor
-from mqtt_backup.jobs.history import History, HistoryPruner
+from mqtt_backup.jobs.history import History
 from mqtt_backup.jobs.locks import JobLock
 from mqtt_backup.redaction.secrets import RedactingFilter, config_secrets
+from mqtt_backup.runtime import Runtime
 from mqtt_backup.scheduling.scheduler import JobScheduler
-from mqtt_backup.sinks.mqtt import MqttSink
 
 if TYPE_CHECKING:
     from mqtt_backup.mqtt.publisher import Publisher
@@ -34,8 +34,6 @@ logger = logging.getLogger(__name__)
 # SIGTERM to exit: runs are cancelled (rclone gets its grace period), their final states are
 # published, and the process is gone well within Docker's and systemd's default 10-90 s.
 RUNS_STOP_TIMEOUT = 20.0
-PUBLISHER_STOP_TIMEOUT = 5.0
-SINKS_STOP_TIMEOUT = 3.0
 # How long start-up waits for the broker before scheduling, so that states recovered from a
 # crash (docs/design.md, guarantee 2) are on the broker before any new run replaces them.
 CONNECT_WAIT = 10.0
@@ -123,6 +121,7 @@ class Service:
         self._runs: dict[str, threading.Thread] = {}
         self._runs_lock = threading.Lock()
         self._lock: JobLock | None = None
+        self.runtime: Runtime | None = None
         self.history: History | None = None
         self.executor: JobExecutor | None = None
         self.scheduler: JobScheduler | None = None
@@ -145,33 +144,19 @@ class Service:
                 f"another mqtt-backup serve already uses state_dir {config.state_dir}"
             ) from None
         beat = health.read_beat(config.state_dir)
-        history = self.history = History(config.state_dir).open()
-        executor = self.executor = JobExecutor(config, history)
-        if config.mqtt is not None:
-            from mqtt_backup.mqtt.publisher import Publisher
-
-            self.publisher = Publisher(
-                config,
-                mode="daemon",
-                known_topics=history,
-                on_command=self._on_command,
-                on_conflict=self._conflict,
-            )
-            executor.add_sink(MqttSink(self.publisher))
-        recovered = executor.recover()
-        pruner = HistoryPruner(history, lambda: self.config.history_retention)
-        pruner.prune_all()
-        executor.add_sink(pruner)
-        if self.publisher is not None:
-            for job_state in executor.states().values():
-                self.publisher.publish_state(job_state)
-            self.publisher.start()
+        runtime = self.runtime = Runtime(
+            config, role="daemon", on_command=self._on_command, on_conflict=self._conflict
+        )
+        executor, history, publisher = runtime.executor, runtime.history, runtime.publisher
+        self.executor, self.history, self.publisher = executor, history, publisher
+        runtime.start_publishing(executor.states().values())
+        if publisher is not None:
             # Before anything runs: is the instance ours? A broker that cannot be reached
             # (or refuses us) decides nothing, and the backups run without it meanwhile.
-            self.publisher.wait_settled(CONNECT_WAIT)
-            if self.publisher.conflict is not None:
-                raise self.publisher.conflict
-            if recovered and not self.publisher.wait_synced(CONNECT_WAIT):
+            publisher.wait_settled(CONNECT_WAIT)
+            if publisher.conflict is not None:
+                raise publisher.conflict
+            if runtime.recovered and not publisher.wait_synced(CONNECT_WAIT):
                 logger.warning(
                     "the broker is not reachable yet: interrupted states will be published "
                     "once it is (a newer run may have replaced them by then)"
@@ -200,13 +185,10 @@ class Service:
         clean = self._cancel_runs(RUNS_STOP_TIMEOUT)
         if self._heartbeat is not None:
             self._heartbeat.stop()
-        if self.executor is not None:
-            # Cancelled runs' final states must reach the publisher before it says offline.
-            self.executor.sinks.close(SINKS_STOP_TIMEOUT)
-        if self.publisher is not None:
-            self.publisher.stop(timeout=PUBLISHER_STOP_TIMEOUT)
-        if clean and self.history is not None:
-            self.history.close()
+        if self.runtime is not None:
+            # Cancelled runs' final states reach the publisher before it says offline; a run
+            # that did not end may still write to the history, so it stays open then.
+            self.runtime.close(close_history=clean)
         if self._lock is not None:
             self._lock.release()
         logger.info("stopped" if clean else "stopped, but some runs did not end in time")
@@ -259,10 +241,8 @@ class Service:
         new = loaded.model_copy(update=kept)
         # Old secrets stay masked too: they may still appear in a running job's output.
         self._redactor.add(config_secrets(new))
-        assert self.executor is not None and self.scheduler is not None  # noqa: S101 - started
-        self.executor.reconfigure(new)
-        if self.publisher is not None:
-            self.publisher.set_jobs(self.executor.states(), new)
+        assert self.runtime is not None and self.scheduler is not None  # noqa: S101 - started
+        self.runtime.reconfigure(new)
         self.scheduler.apply(new)
         self.config = new
         added = sorted(set(new.jobs) - set(old.jobs))
