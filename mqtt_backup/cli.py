@@ -209,7 +209,7 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
     source = "local history"
     if config.mqtt is not None:
         from mqtt_backup.errors import MqttError
-        from mqtt_backup.mqtt.publisher import read_retained_states
+        from mqtt_backup.mqtt.client import read_retained_states
 
         try:
             retained = read_retained_states(config, timeout=3.0)

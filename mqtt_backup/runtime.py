@@ -69,16 +69,20 @@ class Runtime:
         self.publisher: Publisher | None = None
         if config.mqtt is not None:
             # paho is imported only when a broker is configured.
-            from mqtt_backup.mqtt.publisher import Publisher
+            if role == "daemon":
+                from mqtt_backup.mqtt.daemon_publisher import DaemonPublisher
 
-            self.publisher = Publisher(
-                config,
-                mode=role,
-                known_topics=self.history,
-                on_command=on_command,
-                on_conflict=on_conflict,
-                job_ids=job_ids,
-            )
+                self.publisher = DaemonPublisher(
+                    config,
+                    known_topics=self.history,
+                    on_command=on_command,
+                    on_conflict=on_conflict,
+                    job_ids=job_ids,
+                )
+            else:
+                from mqtt_backup.mqtt.publisher import Publisher
+
+                self.publisher = Publisher(config, known_topics=self.history, job_ids=job_ids or ())
             self.executor.add_sink(MqttSink(self.publisher))
         for sink in sinks:
             self.executor.add_sink(sink)

@@ -1,28 +1,26 @@
-"""Publishes job states, events and discovery to MQTT, and hands MQTT commands to the app.
+"""The connection to the broker and the outbox of states: what every role of publisher shares.
 
 Threads: paho's network thread runs the callbacks (through ``Session``), which only record
 what happened and wake the ``mqtt-backup-publish`` worker; the worker is the only thread
-that hands messages to paho. Valid commands wait in the ``CommandInbox`` for the
-``mqtt-backup-commands`` thread, so a slow ``on_command`` never blocks paho's loop.
+that hands messages to paho.
 
-States are coalesced: only the latest state per job waits to be sent, and nothing is
-handed to paho while disconnected (paho would keep QoS 1 messages in memory without
-bound); every (re)connect republishes every job's latest state instead, which is also
-how a terminal state reaches a broker that was down for the whole run (invariant 3).
+States are coalesced (``outbox``): only the latest state per job waits to be sent, and
+nothing is handed to paho while disconnected (paho would keep QoS 1 messages in memory
+without bound); every (re)connect republishes every job's latest state instead, which is
+also how a terminal state reaches a broker that was down for the whole run
+(docs/design.md, "Terminal states are retained").
 
-A daemon publishes nothing on a connection until it has read the instance's retained owner
-record and availability: a live ``serve`` elsewhere keeps the instance (see ``owner``).
+``Publisher`` itself is the role of one ``run-job``; ``daemon_publisher.DaemonPublisher`` adds
+what only ``serve`` does: owning the instance, commands, and Home Assistant's restarts.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Literal
 
 import paho.mqtt.client as mqtt
 
@@ -34,87 +32,51 @@ from mqtt_backup.homeassistant.discovery import (
     instance_discovery_messages,
 )
 from mqtt_backup.jobs.state import JobState
-from mqtt_backup.mqtt.claim import InstanceClaim
-from mqtt_backup.mqtt.client import read_retained_states, unique_client_id
-from mqtt_backup.mqtt.command_inbox import CommandHandler, CommandInbox
+from mqtt_backup.mqtt.client import unique_client_id
 from mqtt_backup.mqtt.known_topics import KnownTopics, MemoryKnownTopics, sync_known_topics
 from mqtt_backup.mqtt.message import Message
-from mqtt_backup.mqtt.owner import Owner
+from mqtt_backup.mqtt.outbox import StateOutbox
 from mqtt_backup.mqtt.session import Session
-from mqtt_backup.mqtt.topics import Topics, command_rejection
+from mqtt_backup.mqtt.topics import Topics
 
 logger = logging.getLogger(__name__)
-__all__ = ["KnownTopics", "MemoryKnownTopics", "Publisher", "read_retained_states"]
 
-Mode = Literal["daemon", "oneshot"]
-MAX_PENDING_EVENTS = 64
-ConflictHandler = Callable[[InstanceOwned], None]
-
-
-def _significant(state: JobState) -> tuple[object, ...]:
-    """What makes a state worth publishing at once; anything else is progress and is throttled."""
-    return (
-        state.status,
-        state.phase,
-        state.run_id,
-        state.enabled,
-        state.next_run_at,
-        state.last_result,
-        state.error,
-        state.name,
-        state.deletion.phase,
-    )
+Batch = list[Message | Callable[[], None]]
 
 
 class Publisher:
-    """The MQTT side of the service (``daemon``) or of one ``run-job`` (``oneshot``)."""
+    """One connection to the broker and the states waiting for it: the role of ``run-job``.
+
+    Subclasses change the role through the ``_``-prefixed hooks below; the connection, the
+    outbox and the worker thread stay here.
+    """
 
     def __init__(
         self,
         config: AppConfig,
         *,
-        mode: Mode,
         known_topics: KnownTopics | None = None,
-        on_command: CommandHandler | None = None,
-        on_conflict: ConflictHandler | None = None,
-        job_ids: Iterable[str] | None = None,
-        republish_delay: tuple[float, float] = (0.5, 3.0),
-        refresh_interval: float | None = 900.0,
+        job_ids: Iterable[str] = (),
+        refresh_interval: float | None = None,
     ) -> None:
-        """``job_ids``: the jobs to announce (default: all for a daemon, none for oneshot; a
-        published state adds its job). ``republish_delay``: the random wait after HA's birth
-        message. ``refresh_interval``: how often a daemon republishes the states, so
-        time-based templates (Overdue) are evaluated again while nothing changes.
-        ``on_conflict``: called (on paho's thread) when another live serve holds the instance;
-        the publisher has stopped publishing by then."""
+        """``job_ids``: the jobs to announce (a published state adds its job).
+        ``refresh_interval``: how often every state is sent again while nothing changes."""
         if config.mqtt is None:
             raise MqttError("MQTT is not configured")
         self._config = config
         self._mqtt: MqttConfig = config.mqtt
-        self._mode = mode
         self._known: KnownTopics = known_topics if known_topics is not None else MemoryKnownTopics()
-        self._inbox = CommandInbox(on_command) if on_command is not None else None
-        self._on_conflict = on_conflict
-        self._republish_delay = republish_delay
         self._refresh_interval = refresh_interval
         self._topics = Topics(config.mqtt, config.instance)
-        self._progress_interval = config.mqtt.progress_interval.total_seconds()
-        self._claim = InstanceClaim(config, config.mqtt, self._topics) if mode == "daemon" else None
         self._lock = threading.Condition()
-        if job_ids is None:
-            job_ids = config.jobs if mode == "daemon" else ()
-        self._jobs: dict[str, JobState | None] = dict.fromkeys(
-            j for j in job_ids if j in config.jobs
+        self._outbox = StateOutbox(
+            (j for j in job_ids if j in config.jobs), config.mqtt.progress_interval.total_seconds()
         )
-        self._pending: dict[str, JobState] = {}
-        self._events: deque[Message] = deque(maxlen=MAX_PENDING_EVENTS)
-        self._last_sent: dict[str, tuple[tuple[object, ...], float]] = {}
         self._resync = False
         self._cleanup = False
-        self._reclaim = False
-        self._birth_due: float | None = None
-        self._refresh_due: float | None = None
         self._availability_absent = False
+        self._resync_due: float | None = None
+        self._refresh_due: float | None = None
         self._stop_deadline = 0.0
         self._inflight: deque[mqtt.MQTTMessageInfo] = deque()
         self._connected = False
@@ -128,6 +90,49 @@ class Publisher:
         self._session: Session | None = None
         self._worker: threading.Thread | None = None
 
+    # -- the role: what a subclass changes -------------------------------------------------
+
+    def _client_id(self) -> str:
+        return unique_client_id(self._config.instance, "run")
+
+    def _will(self) -> Message | None:
+        return None
+
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        return []
+
+    def _quiet(self) -> bool:
+        """One line per problem at most: a one-shot run's log is about the backup."""
+        return True
+
+    def _before_connect(self) -> bool:
+        """False when this publisher must not connect at all."""
+        return True
+
+    def _on_session(self, availability: bytes | None, owner: bytes | None) -> bool:
+        """Connected; False when this publisher must not publish on the connection."""
+        with self._lock:
+            self._availability_absent = availability is None
+        return True
+
+    def _connect_messages(self) -> list[Message]:
+        """Sent first on each connection, before discovery and states."""
+        if self._availability_absent:
+            # No serve ever said anything: a serve-less setup still needs its entities shown.
+            self._availability_absent = False
+            return [Message.text(self._topics.availability, "online")]
+        return []
+
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        logger.warning("ignoring a message on unexpected topic %r", message.topic[:200])
+
+    def _goodbye(self) -> list[Message]:
+        """Sent last, before disconnecting."""
+        return []
+
+    def _on_failed(self, error: MqttError) -> None:
+        """The publisher gave up for good (a one-shot run says so once, at its end)."""
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -139,39 +144,29 @@ class Publisher:
             if self._started:
                 return
             self._started = True
-        will = None
-        subscriptions: list[tuple[str, int]] = []
-        if self._claim is not None:
-            client_id = self._claim.client_id
-            will = Message.text(self._topics.availability, "offline")
-            subscriptions.append((self._topics.ha_status, 0))
-        else:
-            client_id = unique_client_id(self._config.instance, "run")
         self._session = Session(
             self._mqtt,
             self._topics,
-            client_id,
+            self._client_id(),
             self,
-            will=will,
-            subscriptions=subscriptions,
-            quiet=self._mode == "oneshot",
+            will=self._will(),
+            subscriptions=self._subscriptions(),
+            quiet=self._quiet(),
         )
         self._worker = threading.Thread(target=self._run, name="mqtt-backup-publish", daemon=True)
         self._worker.start()
-        if self._inbox is not None:
-            self._inbox.start()
+        self._started_threads()
         try:
-            if self._claim is not None and self._claim.chosen_client_id:
-                holder = self._claim.holder_before_connecting()
-                if holder is not None:
-                    self._refuse(holder)
-                    return
-            self._session.start()
+            if self._before_connect():
+                self._session.start()
         except MqttError as exc:
             self.session_failed(exc)
 
+    def _started_threads(self) -> None:
+        """Start the role's own threads, if any."""
+
     def stop(self, timeout: float = 5.0) -> None:
-        """Send what is pending (bounded by ``timeout``), say ``offline`` (daemon), disconnect."""
+        """Send what is pending (bounded by ``timeout``), say goodbye, disconnect."""
         with self._lock:
             if not self._started or self._stopped:
                 return
@@ -182,7 +177,7 @@ class Publisher:
         if self._worker is not None:
             self._worker.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            unsent = sorted(self._pending)
+            unsent = self._outbox.unsent
         session = self._session
         assert session is not None  # noqa: S101 - set by start()
         if unsent and not isinstance(self._error, InstanceOwned):
@@ -192,15 +187,17 @@ class Publisher:
                 ", ".join(unsent),
                 self._error or session.problem or f"MQTT broker {self._where} was not reachable",
             )
-        if self._mode == "daemon" and self._connected:
-            self._send(Message.text(self._topics.availability, "offline"))
+        if self._connected:
+            self._send_all(self._goodbye())
         self._wait_acknowledged(deadline)
         was_connected = self._connected
         session.close()
-        if self._inbox is not None:
-            self._inbox.stop(max(0.1, deadline - time.monotonic()))
+        self._stopped_threads(max(0.1, deadline - time.monotonic()))
         if was_connected:
             logger.info("disconnected from MQTT broker")
+
+    def _stopped_threads(self, timeout: float) -> None:
+        """Stop the role's own threads, if any."""
 
     @property
     def _where(self) -> str:
@@ -248,8 +245,7 @@ class Publisher:
                 # A job removed by a reload may still be finishing; its topics were cleared.
                 logger.debug("not publishing the state of unconfigured job %r", state.job_id)
                 return
-            self._jobs[state.job_id] = state
-            self._pending[state.job_id] = state
+            self._outbox.put(state)
             self._lock.notify_all()
 
     def publish_event(self, state: JobState) -> None:
@@ -258,7 +254,7 @@ class Publisher:
             return
         message = event_message(self._topics, state)
         with self._lock:
-            self._events.append(message)
+            self._outbox.put_event(message)
             self._lock.notify_all()
 
     def set_jobs(self, states: dict[str, JobState], config: AppConfig | None = None) -> None:
@@ -266,8 +262,7 @@ class Publisher:
         with self._lock:
             if config is not None:
                 self._config = config
-            self._jobs = {job: states.get(job) for job in states if job in self._config.jobs}
-            self._pending = {job: s for job, s in self._pending.items() if job in self._jobs}
+            self._outbox.replace_jobs(states, self._config.jobs)
             self._resync = self._cleanup = True
             self._lock.notify_all()
 
@@ -275,21 +270,11 @@ class Publisher:
 
     def session_ready(self, availability: bytes | None, owner: bytes | None) -> None:
         """Connected, and the broker's retained availability and owner record are known."""
-        if self._claim is not None:
-            holder = self._claim.holder(availability, owner)
-            if holder is not None:
-                self._give_way(holder)
-                return
-            if self._mqtt.allow_commands:
-                # Only now: a serve that turns out not to own the instance runs no command.
-                assert self._session is not None  # noqa: S101 - started
-                self._session.subscribe([(t, 1) for t in self._topics.command_subscriptions()])
+        if not self._on_session(availability, owner):
+            return
         with self._lock:
             self._connected = True
-            # No daemon ever said anything: a daemon-less setup still needs its entities shown.
-            self._availability_absent = self._mode == "oneshot" and availability is None
             self._resync = True
-            self._cleanup = self._mode == "daemon"
             self._lock.notify_all()
         self._connected_event.set()
         self._settled.set()
@@ -303,8 +288,7 @@ class Publisher:
 
     def session_failed(self, error: MqttError) -> None:
         """The broker refused the login, or the settings cannot be used: no more retries."""
-        if self._mode == "daemon" and not isinstance(error, InstanceOwned):
-            logger.error("%s; not retrying (fix the setting and restart)", error)
+        self._on_failed(error)
         self._error = error
         self._connected_event.set()  # wake wait_connected(): there is nothing to wait for
         self._settled.set()
@@ -315,71 +299,15 @@ class Publisher:
         self._settled.set()
 
     def session_message(self, message: mqtt.MQTTMessage) -> None:
-        topic = message.topic
-        if topic == self._topics.ha_status:
-            if message.payload == b"online":
-                with self._lock:
-                    self._birth_due = time.monotonic() + random.uniform(*self._republish_delay)  # noqa: S311
-                    self._lock.notify_all()
-            return
-        if topic == self._topics.owner:
-            self._owner_claimed(bytes(message.payload))
-            return
-        if topic == self._topics.availability:
-            if message.payload == b"offline" and self._claim is not None:
-                # A last will of an older connection of ours (the broker noticed it dead only
-                # now), or a hand: while this serve is connected, the instance is online.
-                with self._lock:
-                    if self._connected and not self._stopping:
-                        self._reclaim = True
-                        self._lock.notify_all()
-            return
-        self._accept_command(message)
+        self._on_message(message)
 
-    def _owner_claimed(self, payload: bytes) -> None:
-        """A live owner record while connected: another serve claimed this instance too."""
-        rival = self._claim.rival(payload) if self._claim is not None else None
-        if rival is None or not self._connected:
-            return
-        if self._claim is not None and self._claim.gives_way_to(rival):
-            self._give_way(rival)
-            return
+    def _resync_at(self, due: float) -> None:
+        """Send everything again at ``due`` (monotonic time)."""
         with self._lock:
-            self._resync = True  # our record, online, discovery and states again
+            self._resync_due = due
             self._lock.notify_all()
 
-    def _give_way(self, holder: Owner) -> None:
-        with self._lock:
-            self._connected = False
-        assert self._session is not None  # noqa: S101 - started
-        # A clean goodbye: the broker drops our last will, so the holder stays "online".
-        self._session.give_up()
-        self._refuse(holder)
-
-    def _refuse(self, holder: Owner) -> None:
-        assert self._claim is not None  # noqa: S101 - only a daemon claims
-        error = self._claim.refusal(holder)
-        self.session_failed(error)
-        if self._on_conflict is not None:
-            self._on_conflict(error)
-
-    def _accept_command(self, message: mqtt.MQTTMessage) -> None:
-        parsed = self._topics.parse_command(message.topic)
-        if parsed is None:
-            logger.warning("ignoring a message on unexpected topic %r", message.topic[:200])
-            return
-        job_id, command = parsed
-        payload = bytes(message.payload)
-        reason = command_rejection(
-            command, payload, known_job=job_id in self._jobs, retained=message.retain
-        )
-        if reason is not None:
-            logger.warning("ignoring command %r for job %r: %s", command, job_id, reason)
-            return
-        if self._inbox is not None:
-            self._inbox.offer(job_id, command, payload)
-
-    # -- worker threads --------------------------------------------------------------------
+    # -- the worker thread -----------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
@@ -391,7 +319,7 @@ class Publisher:
                         # Leave once nothing is left, or when stop()'s time is up (the
                         # broker may stay away; the history keeps the state for later).
                         if (
-                            not (self._pending or self._resync)
+                            not (self._outbox.unsent or self._resync)
                             or now >= self._stop_deadline
                             or self._error is not None  # nothing will ever be sent
                         ):
@@ -405,55 +333,37 @@ class Publisher:
                 else:
                     item()
 
-    def _collect(self, now: float) -> tuple[list[Message | Callable[[], None]], float | None]:
+    def _collect(self, now: float) -> tuple[Batch, float | None]:
         """What to send now (called with the lock held), and how long to sleep otherwise."""
         if not self._connected:
             return [], None  # on_connect wakes us
-        batch: list[Message | Callable[[], None]] = []
-        if self._resync or (self._birth_due is not None and now >= self._birth_due):
+        batch: Batch = []
+        if self._resync or (self._resync_due is not None and now >= self._resync_due):
             batch += self._resync_batch(now)
         elif self._refresh_due is not None and now >= self._refresh_due:
-            batch += self._state_messages(list(self._jobs), now)
-        if self._availability_absent:
-            self._availability_absent = False
-            batch.append(Message.text(self._topics.availability, "online"))
-        if self._reclaim:
-            self._reclaim = False
-            batch.append(Message.text(self._topics.availability, "online"))
-        wait: float | None = None
-        for job_id, state in list(self._pending.items()):
-            key = _significant(state)
-            last = self._last_sent.get(job_id)
-            due = (
-                now
-                if last is None or last[0] != key or self._stopping
-                else last[1] + self._progress_interval
-            )
-            if due <= now:
-                batch += self._state_messages([job_id], now)
-            else:
-                wait = min(wait, due - now) if wait is not None else due - now
-        while self._events:
-            batch.append(self._events.popleft())
-        for due_at in (self._birth_due, self._refresh_due):
+            batch += self._state_messages(list(self._outbox.jobs), now)
+        batch += self._extra_messages()
+        due, wait = self._outbox.due(now, hurry=self._stopping)
+        if due:
+            batch += self._state_messages(due, now)
+        batch += self._outbox.take_events()
+        for due_at in (self._resync_due, self._refresh_due):
             if due_at is not None:
-                wait = (
-                    min(wait, max(0.0, due_at - now))
-                    if wait is not None
-                    else max(0.0, due_at - now)
-                )
+                left = max(0.0, due_at - now)
+                wait = left if wait is None else min(wait, left)
         return batch, wait
 
-    def _resync_batch(self, now: float) -> list[Message | Callable[[], None]]:
-        """online, then discovery of every job, then every job's state (DESIGN §3)."""
+    def _extra_messages(self) -> list[Message]:
+        """The role's messages that became due since the last batch."""
+        return []
+
+    def _resync_batch(self, now: float) -> Batch:
+        """The role's first messages, then discovery of every job, then every job's state."""
         cleanup = self._cleanup
         self._resync = self._cleanup = False
-        self._birth_due = None
-        jobs = list(self._jobs)
-        batch: list[Message | Callable[[], None]] = []
-        if self._claim is not None:
-            batch.append(self._claim.record())
-            batch.append(Message.text(self._topics.availability, "online"))
+        self._resync_due = None
+        jobs = list(self._outbox.jobs)
+        batch: Batch = [*self._connect_messages()]
         batch += instance_discovery_messages(self._config)
         for job_id in jobs:
             batch += discovery_messages(self._config, job_id)
@@ -463,20 +373,11 @@ class Publisher:
         batch.append(self._synced_event.set)
         return batch
 
-    def _state_messages(
-        self, jobs: Iterable[str], now: float
-    ) -> list[Message | Callable[[], None]]:
-        messages: list[Message | Callable[[], None]] = []
-        for job_id in jobs:
-            self._pending.pop(job_id, None)
-            state = self._jobs.get(job_id)
-            if state is None:
-                continue
-            self._last_sent[job_id] = (_significant(state), now)
-            messages.append(Message.text(self._topics.state(job_id), state.to_json()))
-        if self._mode == "daemon" and self._refresh_interval:
+    def _state_messages(self, jobs: Iterable[str], now: float) -> Batch:
+        states = self._outbox.take(jobs, now)
+        if self._refresh_interval:
             self._refresh_due = now + self._refresh_interval
-        return messages
+        return [Message.text(self._topics.state(s.job_id), s.to_json()) for s in states]
 
     def _send_all(self, messages: list[Message]) -> None:
         for message in messages:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mqtt_backup.mqtt.daemon_publisher import DaemonPublisher
 from mqtt_backup.mqtt.publisher import Publisher
 from mqtt_backup.mqtt.topics import Topics
 from tests.integration.mqtt_helpers import Collector, unique_base, unique_topics
@@ -24,7 +25,7 @@ def start(make_config: Any, broker: Any, **mqtt: Any) -> tuple[Publisher, Topics
     def on_command(job_id: str, command: str, payload: bytes) -> None:
         received.put((job_id, command, payload, threading.current_thread().name))
 
-    publisher = Publisher(config, mode="daemon", on_command=on_command)
+    publisher = DaemonPublisher(config, on_command=on_command)
     publisher.start()
     assert publisher.wait_connected(5)
     topics = Topics(config.mqtt, config.instance)

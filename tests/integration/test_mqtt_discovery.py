@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mqtt_backup.jobs.state import initial
+from mqtt_backup.mqtt.daemon_publisher import DaemonPublisher
 from mqtt_backup.mqtt.publisher import Publisher
 from mqtt_backup.mqtt.topics import Topics
 from tests.integration.mqtt_helpers import Collector, retained_snapshot, unique_topics
@@ -38,7 +39,7 @@ def components(payloads: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("fmt", ["device", "component"])
 def test_every_discovery_entity_is_complete(mosquitto, make_config, fmt) -> None:
     config, topics = make(make_config, mosquitto, discovery_format=fmt)
-    publisher = Publisher(config, mode="daemon")
+    publisher = DaemonPublisher(config)
     publisher.start()
     assert publisher.wait_connected(5)
     publisher.set_jobs({job: initial(job, config.display_name(job)) for job in config.jobs})
@@ -70,7 +71,7 @@ def test_every_discovery_entity_is_complete(mosquitto, make_config, fmt) -> None
 
 def test_home_assistant_birth_triggers_republish(mosquitto, make_config) -> None:
     config, topics = make(make_config, mosquitto)
-    publisher = Publisher(config, mode="daemon", republish_delay=(0.0, 0.2))
+    publisher = DaemonPublisher(config, republish_delay=(0.0, 0.2))
     publisher.publish_state(initial("photos", "Photos"))
     publisher.publish_state(initial("docs", "docs"))
     watched = [topics.device_discovery("photos"), topics.state("docs")]
@@ -94,7 +95,7 @@ def test_oneshot_shows_entities_without_daemon_and_never_says_offline(
 ) -> None:
     config, topics = make(make_config, mosquitto)
     collector = Collector(mosquitto.host, mosquitto.port, [topics.availability])
-    oneshot = Publisher(config, mode="oneshot", job_ids=["photos"])
+    oneshot = Publisher(config, job_ids=["photos"])
     oneshot.start()
     oneshot.publish_state(initial("photos", "Photos"))
     collector.wait_message(topics.availability, lambda m: m.payload == b"online")
@@ -105,7 +106,7 @@ def test_oneshot_shows_entities_without_daemon_and_never_says_offline(
 
     # With a daemon's retained "offline", a one-shot run leaves availability alone.
     collector.publish(topics.availability, "offline", retain=True)
-    again = Publisher(config, mode="oneshot", job_ids=["photos"])
+    again = Publisher(config, job_ids=["photos"])
     again.start()
     again.publish_state(initial("photos", "Photos"))
     again.stop()

@@ -13,7 +13,8 @@ import pytest
 
 from mqtt_backup.config.models import AppConfig
 from mqtt_backup.jobs.history import History
-from mqtt_backup.mqtt.publisher import Publisher, read_retained_states
+from mqtt_backup.mqtt.client import read_retained_states
+from mqtt_backup.mqtt.daemon_publisher import DaemonPublisher
 from tests.integration.cli_helpers import make_tree, run_cli, tree, wait_for, write_config
 from tests.integration.conftest import Broker, Tls, free_port
 from tests.integration.mqtt_helpers import unique_topics
@@ -110,7 +111,7 @@ def test_each_connection_problem_is_named_once_while_retrying(
     caplog.set_level(logging.DEBUG)
     broker, settings = cases(name)
     config = mqtt_config(make_config, broker, settings)
-    publisher = Publisher(config, mode="daemon")
+    publisher = DaemonPublisher(config)
     publisher.start()
     try:
         assert not publisher.wait_connected(3.5)  # long enough for the retries at 1 s and 2 s
@@ -200,7 +201,7 @@ def test_a_tls_file_that_broke_after_the_config_was_read_is_named_and_nothing_ra
          "jobs": JOBS}
     )  # fmt: skip
     ca.write_text("renewed by hand, half-written\n")  # the config check passed before this
-    publisher = Publisher(config, mode="daemon")
+    publisher = DaemonPublisher(config)
     publisher.start()  # does not raise: publishing never stops the service
     try:
         assert not publisher.wait_connected(1)

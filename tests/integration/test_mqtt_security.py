@@ -10,7 +10,8 @@ import pytest
 
 from mqtt_backup.errors import MqttError
 from mqtt_backup.jobs.state import initial
-from mqtt_backup.mqtt.publisher import Publisher, read_retained_states
+from mqtt_backup.mqtt.client import read_retained_states
+from mqtt_backup.mqtt.daemon_publisher import DaemonPublisher
 from mqtt_backup.mqtt.topics import Topics
 from tests.integration.mqtt_helpers import Collector, unique_topics
 
@@ -46,7 +47,7 @@ def test_tls_and_password_connect_and_nothing_leaks(
         broker.host, broker.port, ["#"], username="reader", password="reader-pw",
         ca_certs=str(broker.tls.ca),
     )  # fmt: skip
-    publisher = Publisher(config, mode="daemon")
+    publisher = DaemonPublisher(config)
     publisher.start()
     try:
         assert publisher.wait_connected(10)
@@ -72,7 +73,7 @@ def test_wrong_password_gives_one_clear_error_and_no_retry_loop(
     broker = tls_broker_factory({"backup": PASSWORD})
     wrong = "wrong-" + PASSWORD
     config = tls_config(make_config, broker, wrong)
-    publisher = Publisher(config, mode="daemon")
+    publisher = DaemonPublisher(config)
     publisher.start()
     try:
         assert not publisher.wait_connected(10)

@@ -18,8 +18,9 @@ import pytest
 from mqtt_backup.config.models import AppConfig, MqttConfig
 from mqtt_backup.engine.events import DeletionCounts, RunOutcome
 from mqtt_backup.jobs.state import JobState, finished, initial, started
-from mqtt_backup.mqtt.client import build_client
-from mqtt_backup.mqtt.publisher import MemoryKnownTopics, Publisher, read_retained_states
+from mqtt_backup.mqtt.client import build_client, read_retained_states
+from mqtt_backup.mqtt.daemon_publisher import DaemonPublisher
+from mqtt_backup.mqtt.known_topics import MemoryKnownTopics
 from mqtt_backup.mqtt.topics import Topics
 from tests.integration.conftest import Broker, free_port
 from tests.integration.mqtt_helpers import (
@@ -69,9 +70,9 @@ def running(publisher_state: JobState, percent: float) -> JobState:
 
 @pytest.fixture
 def publishers():
-    made: list[Publisher] = []
+    made: list[DaemonPublisher] = []
 
-    def track(p: Publisher) -> Publisher:
+    def track(p: DaemonPublisher) -> DaemonPublisher:
         made.append(p)
         return p
 
@@ -85,7 +86,7 @@ def test_late_subscriber_gets_retained_terminal_states(
     mosquitto, config_for, publishers, protocol
 ) -> None:
     config = config_for(mosquitto, protocol=protocol)
-    publisher = publishers(Publisher(config, mode="daemon", republish_delay=(0, 0.1)))
+    publisher = publishers(DaemonPublisher(config, republish_delay=(0, 0.1)))
     publisher.start()
     assert publisher.wait_connected(5)
     publisher.publish_state(completed_state())
@@ -113,7 +114,7 @@ def test_terminal_state_survives_broker_restart(broker_factory, config_for, publ
     broker = broker_factory()
     config = config_for(broker)
     topics = Topics(config.mqtt, config.instance)
-    publisher = publishers(Publisher(config, mode="daemon"))
+    publisher = publishers(DaemonPublisher(config))
     publisher.start()
     assert publisher.wait_connected(5)
     run = started(initial("photos", "Photos", "verify_then_delete"), "run-1", "schedule", NOW)
@@ -142,9 +143,9 @@ DAEMON = textwrap.dedent(
     """
     import json, sys, time
     from mqtt_backup.config.models import AppConfig
-    from mqtt_backup.mqtt.publisher import Publisher
+    from mqtt_backup.mqtt.daemon_publisher import DaemonPublisher
     config = AppConfig.model_validate(json.loads(sys.argv[1]))
-    publisher = Publisher(config, mode="daemon")
+    publisher = DaemonPublisher(config)
     publisher.start()
     publisher.wait_connected(10)
     print("ready", flush=True)
@@ -185,7 +186,7 @@ def test_progress_is_throttled_but_status_changes_are_not(
     config = config_for(mosquitto, progress_interval="1s")
     topics = Topics(config.mqtt, config.instance)
     collector = Collector(mosquitto.host, mosquitto.port, [topics.state("photos")])
-    publisher = publishers(Publisher(config, mode="daemon"))
+    publisher = publishers(DaemonPublisher(config))
     publisher.start()
     assert publisher.wait_connected(5)
     run = started(initial("photos", "Photos", "verify_then_delete"), "run-1", "schedule", NOW)
@@ -214,7 +215,7 @@ def test_removed_job_is_cleared_also_across_restarts(mosquitto, config_for, publ
     config = config_for(mosquitto)
     topics = Topics(config.mqtt, config.instance)
     known = MemoryKnownTopics()
-    first = Publisher(config, mode="daemon", known_topics=known)
+    first = DaemonPublisher(config, known_topics=known)
     first.start()
     assert first.wait_connected(5)
     first.publish_state(completed_state())
@@ -226,7 +227,7 @@ def test_removed_job_is_cleared_also_across_restarts(mosquitto, config_for, publ
 
     # A restart with "docs" gone from the config: its retained topics are cleared.
     shrunk = config.model_copy(update={"jobs": {"photos": config.jobs["photos"]}})
-    second = publishers(Publisher(shrunk, mode="daemon", known_topics=known))
+    second = publishers(DaemonPublisher(shrunk, known_topics=known))
     second.start()
     assert second.wait_connected(5)
     second.set_jobs({"photos": completed_state()})

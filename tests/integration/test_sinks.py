@@ -68,7 +68,7 @@ def test_the_terminal_state_arrives_while_a_slow_sink_sleeps(
     watcher = Collector(mosquitto.host, mosquitto.port, [topic])
     slow = Sleepy()
     with History(config.state_dir) as history:
-        publisher = Publisher(config, mode="oneshot", known_topics=history, job_ids=["t"])
+        publisher = Publisher(config, known_topics=history, job_ids=["t"])
         executor = JobExecutor(config, history, sinks=[slow, Failing(), MqttSink(publisher)])
         publisher.start()
         try:
