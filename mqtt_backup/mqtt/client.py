@@ -1,7 +1,7 @@
 """MQTT plumbing shared by the publisher: the paho client as this project configures it,
 and a one-shot read of what the broker retains.
 
-With ``publisher.py`` and ``mqtt_session.py`` the only code that imports paho: building the
+With ``session.py`` and the publishers the only code that imports paho: building the
 client (protocol, login, TLS, back-off) lives here so that the publisher's session and
 ``read_retained`` connect the same way.
 """
