@@ -38,7 +38,7 @@ RUNS_STOP_TIMEOUT = 20.0
 # crash (docs/design.md, guarantee 2) are on the broker before any new run replaces them.
 CONNECT_WAIT = 10.0
 # Settings the running service cannot change in place; a reload keeps their old values.
-RESTART_ONLY = ("instance", "state_dir", "mqtt", "max_concurrent_jobs")
+RESTART_ONLY = ("instance", "state_dir", "mqtt", "max_concurrent_jobs", "http")
 # Not a valid job id, so this lock can never collide with a job's.
 SERVE_LOCK = ".serve"
 
@@ -145,8 +145,14 @@ class Service:
             ) from None
         beat = health.read_beat(config.state_dir)
         runtime = self.runtime = Runtime(
-            config, role="daemon", on_command=self._on_command, on_conflict=self._conflict
+            config,
+            role="daemon",
+            on_command=self._on_command,
+            on_conflict=self._conflict,
+            serve_state=self,
         )
+        if runtime.http is not None:
+            runtime.http.start()  # before publishing: a port in use stops the start at once
         executor, history, publisher = runtime.executor, runtime.history, runtime.publisher
         self.executor, self.history, self.publisher = executor, history, publisher
         runtime.start_publishing(executor.states().values())
@@ -173,6 +179,16 @@ class Service:
             len(catch_ups),
             os.getpid(),
         )
+
+    # what the HTTP endpoint asks (http/health.py, ServeState)
+
+    @property
+    def scheduler_running(self) -> bool:
+        return self.scheduler is not None and self.scheduler.running
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def stop(self) -> bool:
         """Stop scheduling, cancel runs, publish their final states, say offline.

@@ -28,6 +28,8 @@ from mqtt_backup.sinks import Sink
 from mqtt_backup.sinks.mqtt import MqttSink
 
 if TYPE_CHECKING:
+    from mqtt_backup.http.health import ServeState
+    from mqtt_backup.http.server import HttpEndpoint
     from mqtt_backup.mqtt.command_inbox import CommandHandler
     from mqtt_backup.mqtt.publisher import Publisher
 
@@ -46,7 +48,25 @@ def _sinks(runtime: Runtime) -> list[Sink]:
     if runtime.role == "daemon":
         # Asked on each use: a reloaded configuration's bounds apply from the next run on.
         sinks.append(HistoryPruner(runtime.history, lambda: runtime.config.history_retention))
+    if runtime.http is not None:
+        sinks.append(runtime.http.metrics)  # a job's last finished run, while the next runs
     return sinks
+
+
+def _http(runtime: Runtime, serve_state: ServeState | None) -> HttpEndpoint | None:
+    """serve's HTTP endpoint, when the config asks for one (bound by ``http.start()``)."""
+    settings = runtime.config.http
+    if runtime.role != "daemon" or settings is None or serve_state is None:
+        return None
+    from mqtt_backup.http.server import HttpEndpoint, ServeView
+
+    view = ServeView(
+        config=lambda: runtime.config,
+        states=runtime.executor.states,
+        mqtt=lambda: runtime.publisher,
+        serve=serve_state,
+    )
+    return HttpEndpoint(settings, view)
 
 
 class Runtime:
@@ -61,6 +81,7 @@ class Runtime:
         on_command: CommandHandler | None = None,
         on_conflict: Callable[[InstanceOwned], None] | None = None,
         sinks: Iterable[Sink] = (),
+        serve_state: ServeState | None = None,
     ) -> None:
         self.config = config
         self.role = role
@@ -86,6 +107,7 @@ class Runtime:
             self.executor.add_sink(MqttSink(self.publisher))
         for sink in sinks:
             self.executor.add_sink(sink)
+        self.http = _http(self, serve_state)
         # Before any new run: a run a crash cut short ends as interrupted (docs/design.md).
         self.recovered = self.executor.recover()
         for sink in _sinks(self):
@@ -113,6 +135,8 @@ class Runtime:
         self.executor.sinks.close(SINKS_STOP_TIMEOUT)
         if self.publisher is not None:
             self.publisher.stop(timeout=PUBLISHER_STOP_TIMEOUT)
+        if self.http is not None:
+            self.http.stop()
         if close_history:
             self.history.close()
 

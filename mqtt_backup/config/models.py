@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -16,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -316,6 +318,70 @@ class HistoryRetention(_Model):
         return value
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``address:port`` (``[address]:port`` for IPv6) as an IP address and a port.
+
+    Raises ValueError with the sentence for the user.
+    """
+    host, colon, port = text.rpartition(":")
+    if not colon or not host:
+        raise ValueError(f"{text!r} is not address:port; write for example 127.0.0.1:8099")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets: [{host}]:{port}")
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{host!r} is not an IP address; write one such as 127.0.0.1, [::1] or 0.0.0.0"
+        ) from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"the port {port!r} is not a number from 1 to 65535")
+    return str(address), int(port)
+
+
+class HttpConfig(_Model):
+    """The opt-in HTTP endpoint of ``serve``: /healthz, /livez and /metrics (docs/metrics.md)."""
+
+    allow_remote: bool = Field(
+        False,
+        description="listen on an address other hosts can reach; the endpoint has no "
+        "authentication, so anyone who reaches it reads the job ids and their state",
+    )
+    listen: str = Field(
+        "127.0.0.1:8099",
+        description="address:port to listen on (a port alone: on 127.0.0.1); loopback unless "
+        "allow_remote",
+    )
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _port_alone(cls, value: Any) -> Any:
+        # "listen: 8099" (YAML reads a number) is that port on the loopback address.
+        if isinstance(value, int | str) and not isinstance(value, bool) and str(value).isdigit():
+            return f"127.0.0.1:{value}"
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str, info: ValidationInfo) -> str:
+        host, _port = parse_listen(value)
+        if not ipaddress.ip_address(host).is_loopback and not info.data.get("allow_remote"):
+            raise ValueError(
+                f"{value} can be reached from other hosts and the endpoint has no "
+                "authentication; set http.allow_remote: true to accept that, or listen on "
+                "127.0.0.1"
+            )
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
 class AppConfig(_Model):
     instance: str = Field(default_factory=default_instance, pattern=ID_PATTERN)
     state_dir: Path = Field(Path("./state"), description="SQLite history and per-job locks")
@@ -327,6 +393,16 @@ class AppConfig(_Model):
     history_retention: HistoryRetention = Field(
         default_factory=HistoryRetention, description="how long finished runs stay in the history"
     )
+    http: HttpConfig | None = Field(
+        None, description="serve's HTTP endpoint for health checks and Prometheus; off when unset"
+    )
+
+    @field_validator("http", mode="before")
+    @classmethod
+    def _http_switch(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @field_validator("state_dir")
     @classmethod

@@ -1,0 +1,1 @@
+"""serve's opt-in HTTP endpoint: /healthz, /livez and /metrics (docs/metrics.md)."""
