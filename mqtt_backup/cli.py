@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run-job", help="run one job now, with a live progress bar")
     run.add_argument("job", metavar="JOB")
     run.add_argument("--dry-run", action="store_true", help="transfer and delete nothing")
+    run.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="PATH",
+        help="after the run, write the job's metrics there for node_exporter's textfile "
+        "collector (name it *.prom)",
+    )
     status = sub.add_parser("status", help="every job's last state")
     status.add_argument("--json", action="store_true", help="print JSON")
     hist = sub.add_parser("history", help="past runs of a job")
@@ -100,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     redactor.add(config_secrets(config))
     try:
         if args.command == "run-job":
-            return run_job(config, args.job, dry_run=args.dry_run)
+            return run_job(
+                config, args.job, dry_run=args.dry_run, metrics_file=args.metrics_file
+            )
         if args.command == "status":
             return show_status(config, as_json=args.json)
         if args.command == "history":
@@ -178,20 +187,39 @@ def _unknown_job(config: AppConfig, job_id: str) -> int:
     return EXIT_USAGE
 
 
-def run_job(config: AppConfig, job_id: str, *, dry_run: bool = False) -> int:
+def run_job(
+    config: AppConfig, job_id: str, *, dry_run: bool = False, metrics_file: Path | None = None
+) -> int:
     """Run one job in the foreground; print its summary; the exit code says how it ended."""
     from mqtt_backup.runtime import run_once
     from mqtt_backup.sinks.terminal import summary
 
     if job_id not in config.jobs:
         return _unknown_job(config, job_id)
+    if metrics_file is not None and not metrics_file.parent.is_dir():
+        # Said before the run: an hour-long backup should not end in "cannot write".
+        folder = metrics_file.parent
+        print(f"mqtt-backup: --metrics-file: {folder} is not a folder", file=sys.stderr)
+        return EXIT_USAGE
     try:
         final = run_once(config, job_id, dry_run=dry_run)
     except JobBusy as exc:
         print(f"mqtt-backup: {exc}; not started", file=sys.stderr)
         return EXIT_FAILED
     print(summary(final))
+    if metrics_file is not None:
+        _write_metrics(metrics_file, final, config)
     return EXIT_OK if final.status == "completed" else EXIT_FAILED
+
+
+def _write_metrics(path: Path, final: JobState, config: AppConfig) -> None:
+    """The run's metrics for node_exporter; a failure is said, and the run's exit code kept."""
+    from mqtt_backup.metrics import write_textfile
+
+    try:
+        write_textfile(path, final, config)
+    except MqttBackupError as exc:
+        print(f"mqtt-backup: {exc}", file=sys.stderr)
 
 
 def show_status(config: AppConfig, *, as_json: bool) -> int:
