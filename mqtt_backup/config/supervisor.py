@@ -5,10 +5,14 @@ changes a thing. With it, a config that names no broker host (no ``mqtt:`` secti
 without ``host``) gets the broker, port, TLS switch, user name and password that the
 Supervisor's services API hands to add-ons that declare ``services: [mqtt:need]``. Keys
 written under ``mqtt:`` win; a ``host`` of its own means the Supervisor is not asked.
+
+A config without ``http:`` gets the endpoint the add-on's watchdog asks, on port 8099 of
+the add-on's own address in Home Assistant's internal network (addon/config.yaml).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -21,7 +25,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from mqtt_backup.config.models import AppConfig, MqttConfig, TlsConfig
+from mqtt_backup.config.models import AppConfig, HttpConfig, MqttConfig, TlsConfig
 from mqtt_backup.errors import MqttBackupError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +39,10 @@ ADDON_STATE_DIR = Path("/data")
 OPTIONS_PATH = ADDON_STATE_DIR / "options.json"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TIMEOUT = 10.0
+# The port of addon/config.yaml's watchdog URL. The add-on's address is reachable only on
+# Home Assistant's internal network unless the user maps the port to the host.
+ADDON_HTTP_PORT = 8099
+ADDON_HTTP = HttpConfig(listen=f"0.0.0.0:{ADDON_HTTP_PORT}", allow_remote=True)
 _CREDENTIALS = ("username", "password", "password_file")
 
 STARTER = """\
@@ -196,6 +204,23 @@ def addon_config(
             service.port,
             " (TLS)" if service.ssl else "",
             f" as {service.username}" if service.username else "",
+        )
+    return with_addon_http(config)
+
+
+def with_addon_http(config: AppConfig) -> AppConfig:
+    """``config`` with the endpoint the add-on's watchdog asks, unless it sets ``http`` itself."""
+    if config.http is None:
+        return config.model_copy(update={"http": ADDON_HTTP})
+    host, port = config.http.address
+    if port != ADDON_HTTP_PORT or ipaddress.ip_address(host).is_loopback:
+        logger.warning(
+            "http.listen %s does not answer the add-on's watchdog, which asks port %d of the "
+            "add-on's address; with Watchdog on, Home Assistant would restart the add-on "
+            "again and again: remove http: from the file, or listen on 0.0.0.0:%d",
+            config.http.listen,
+            ADDON_HTTP_PORT,
+            ADDON_HTTP_PORT,
         )
     return config
 

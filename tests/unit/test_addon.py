@@ -14,7 +14,13 @@ import yaml
 
 from mqtt_backup import __version__
 from mqtt_backup.config.loader import STATE_DIR_ENV
-from mqtt_backup.config.supervisor import ADDON_STATE_DIR, LOG_LEVELS, OPTIONS_PATH
+from mqtt_backup.config.supervisor import (
+    ADDON_HTTP,
+    ADDON_HTTP_PORT,
+    ADDON_STATE_DIR,
+    LOG_LEVELS,
+    OPTIONS_PATH,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon"
@@ -66,7 +72,17 @@ def test_broker_folders_and_lifecycle(addon: dict[str, Any]) -> None:
     assert OPTIONS_PATH.parent == ADDON_STATE_DIR
     # No init in the image, so Docker's stays on; serve needs up to 30 s to stop.
     assert addon.get("init", True) is True and addon["timeout"] > 30
-    assert "watchdog" not in addon and "HEALTHCHECK" in DOCKERFILE
+    assert "HEALTHCHECK" in DOCKERFILE
+
+
+def test_the_watchdog_asks_the_port_serve_listens_on(addon: dict[str, Any]) -> None:
+    # /livez, not /healthz: a broker that is away must not get the add-on restarted.
+    assert addon["watchdog"] == f"http://[HOST]:[PORT:{ADDON_HTTP_PORT}]/livez"
+    assert ADDON_HTTP.address == ("0.0.0.0", ADDON_HTTP_PORT)  # noqa: S104 - the add-on's
+    # Not on the host's network unless the user maps it: the endpoint has no authentication.
+    assert addon["ports"] == {f"{ADDON_HTTP_PORT}/tcp": None}
+    translations = yaml.safe_load((ADDON / "translations" / "en.yaml").read_text())
+    assert set(translations["network"]) == set(addon["ports"])
 
 
 def test_options_schema_and_translations_agree(addon: dict[str, Any]) -> None:

@@ -168,3 +168,20 @@ def test_the_log_level_option(tmp_path: Path) -> None:
     assert addon_log_level({}, options) is None
     options.write_text('{"log_level": "loud"}')
     assert addon_log_level(ADDON, options) is None
+
+
+def test_the_addon_serves_http_for_its_watchdog(caplog: pytest.LogCaptureFixture) -> None:
+    def fetch(_url: str, _token: str) -> BrokerService:
+        return SERVICE
+
+    config = addon_config(config_of("jobs: {}"), broker=True, environ=ADDON, fetch=fetch)
+    assert config.http is not None and config.http.address == ("0.0.0.0", 8099)  # noqa: S104
+    assert addon_config(config_of("jobs: {}"), broker=True, environ={}).http is None
+    # The file's own http: wins, and a listen the watchdog cannot reach is said at start.
+    own = config_of("http: {listen: '127.0.0.1:8099'}")
+    assert addon_config(own, broker=False, environ=ADDON).http == own.http
+    assert "does not answer the add-on's watchdog" in caplog.text
+    caplog.clear()
+    exposed = config_of("http: {listen: '0.0.0.0:8099', allow_remote: true}")
+    assert addon_config(exposed, broker=False, environ=ADDON).http == exposed.http
+    assert caplog.text == ""
