@@ -32,6 +32,7 @@ def check(config: AppConfig) -> tuple[tuple[int, int, int] | None, list[Finding]
     findings += _rclone_config(config)
     findings += _sources(config)
     findings += _state_dir(config.state_dir)
+    findings += _http(config)
     return version, findings
 
 
@@ -156,6 +157,28 @@ def _state_dir(state_dir: Path) -> list[Finding]:
             ("state_dir",),
             f"{str(folder)!r} is not writable by this user; serve and run-job write the history "
             "and locks there (fine if they run as another user)",
+            error=False,
+        )
+    ]
+
+
+def _http(config: AppConfig) -> list[Finding]:
+    """A warning when serve could not listen on http.listen now (unless it is this one's)."""
+    if config.http is None:
+        return []
+    from mqtt_backup import health
+
+    if health.check(config.state_dir) is None:
+        return []  # the serve of this config is running: the port is its own
+    from mqtt_backup.http.server import port_problem
+
+    problem = port_problem(config.http)
+    if problem is None:
+        return []
+    return [
+        Finding(
+            ("http", "listen"),
+            f"serve cannot listen on {config.http.listen} now: {problem}",
             error=False,
         )
     ]

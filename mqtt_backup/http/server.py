@@ -45,16 +45,6 @@ class ServeView:
     serve: ServeState
 
 
-def _bind_error(listen: str, exc: OSError) -> MqttBackupError:
-    reasons = {
-        errno.EADDRINUSE: "the port is already in use (by another serve, or another program)",
-        errno.EADDRNOTAVAIL: "this host has no such address",
-        errno.EACCES: "permission denied (ports below 1024 need privileges)",
-    }
-    reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
-    return MqttBackupError(f"cannot listen on {listen} (http.listen): {reason}")
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     endpoint: HttpEndpoint
@@ -62,6 +52,33 @@ class _Server(ThreadingHTTPServer):
 
 class _V6Server(_Server):
     address_family = socket.AF_INET6
+
+
+def bind_reason(exc: OSError) -> str:
+    """Why an address could not be bound, in the user's terms."""
+    reasons = {
+        errno.EADDRINUSE: "the port is already in use (by another serve, or another program)",
+        errno.EADDRNOTAVAIL: "this host has no such address",
+        errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    }
+    return reasons.get(exc.errno or 0, exc.strerror or str(exc))
+
+
+def _server_class(host: str) -> type[_Server]:
+    return _V6Server if ":" in host else _Server
+
+
+def port_problem(settings: HttpConfig) -> str | None:
+    """Why ``serve`` could not listen where ``settings`` say right now, or None."""
+    host, port = settings.address
+    try:
+        with socket.socket(_server_class(host).address_family) as probe:
+            # As the server does: a connection of a stopped serve still closing is no obstacle.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return bind_reason(exc)
+    return None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -156,11 +173,12 @@ class HttpEndpoint:
         if self._server is not None:
             return
         host, port = self.settings.address
-        server_class = _V6Server if ":" in host else _Server
         try:
-            server = server_class((host, port), _Handler)
+            server = _server_class(host)((host, port), _Handler)
         except OSError as exc:
-            raise _bind_error(self.settings.listen, exc) from None
+            raise MqttBackupError(
+                f"cannot listen on {self.settings.listen} (http.listen): {bind_reason(exc)}"
+            ) from None
         server.endpoint = self
         self._server = server
         self._thread = threading.Thread(
