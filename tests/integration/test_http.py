@@ -150,7 +150,9 @@ def test_metrics_match_the_history_and_healthz_follows_the_broker(
     first = d.runs("photos")[-1]
     with History(d.state_dir) as history:
         last_success = history.last_success("photos")
-    assert_matches(scrape(port), first, last_success)
+    # The history has the run a moment before the job's state says it ended.
+    ended = wait_for(lambda: (m := scrape(port)) and of(m, "running") == 0 and m, 10, "idle")
+    assert_matches(ended, first, last_success)
 
     # While the next run goes on, the last finished run is still the first one.
     command(d, "photos", "run")
