@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client import CollectorRegistry, ProcessCollector, write_to_textfile
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -208,14 +208,11 @@ class JobMetrics(Sink, Collector):
         return families(self.snapshot())
 
 
-def registry(collector: JobMetrics, *, process: bool = True) -> CollectorRegistry:
+def registry(collector: JobMetrics) -> CollectorRegistry:
     """A registry of its own (never the library's global one) with the jobs' metrics."""
-    from prometheus_client import ProcessCollector
-
     own = CollectorRegistry(auto_describe=False)
     own.register(collector)
-    if process:
-        ProcessCollector(registry=own)  # memory, CPU, open files, start time of the serve
+    ProcessCollector(registry=own)  # memory, CPU, open files, start time of the serve
     return own
 
 

@@ -160,14 +160,6 @@ class HttpEndpoint:
         # A connection problem is the publisher's sentence: masked like every other error.
         return Health(self._masker.mask(health.reason)) if health.reason else health
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """Where it listens (the port the system chose, when 0 was asked for)."""
-        if self._server is None:
-            return self.settings.address
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
     def start(self) -> None:
         """Bind and serve; raises MqttBackupError, one sentence, when the address is unusable."""
         if self._server is not None:
