@@ -248,10 +248,10 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
             # The broker knows runs of other hosts' processes; history knows the runs that
             # ended while the broker was away. The newer state wins.
             source = "broker"
-            for job, state in retained.items():
-                local = states.get(job)
-                states[job] = state if local is None else newer(state, local)
-                if states[job] is local:
+            for job_id, state in retained.items():
+                local = states.get(job_id)
+                states[job_id] = state if local is None else newer(state, local)
+                if states[job_id] is local:
                     source = "broker and local history"
     shown: dict[str, JobState] = {}
     for job_id, job in config.jobs.items():
@@ -287,7 +287,7 @@ def show_status(config: AppConfig, *, as_json: bool) -> int:
     return EXIT_OK
 
 
-def _settled(config: AppConfig, state: JobState, local_running: set[str | None]) -> JobState:
+def _settled(config: AppConfig, state: JobState, local_running: set[str]) -> JobState:
     """``interrupted`` for an active run of this state_dir whose process holds no job lock."""
     if not state.is_active or is_held(config.state_dir, state.job_id):
         return state

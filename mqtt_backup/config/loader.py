@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,9 @@ def _with_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return data
 
 
-def _replace(data: dict[str, Any], keys: tuple[str, ...], change: Any) -> dict[str, Any]:
+def _replace(
+    data: dict[str, Any], keys: tuple[str, ...], change: Callable[[Any], Any]
+) -> dict[str, Any]:
     head, *rest = keys
     if head not in data:
         return data
@@ -166,11 +169,12 @@ def _replace(data: dict[str, Any], keys: tuple[str, ...], change: Any) -> dict[s
 
 
 def _get(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    value: Any = data
     for key in keys:
-        if not isinstance(data, dict):
+        if not isinstance(value, dict):
             return None
-        data = data.get(key)
-    return data
+        value = value.get(key)
+    return value
 
 
 def _absolute(value: Any, base: Path) -> Any:

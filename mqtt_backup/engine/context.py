@@ -77,7 +77,7 @@ class RunContext:
         argv: list[str],
         step: str,
         *,
-        on_line: Callable[[str], None] | None = None,
+        on_line: Callable[[str], object] | None = None,
         stdout_path: Path | None = None,
         sealed: bool = True,
         watch: bool = False,

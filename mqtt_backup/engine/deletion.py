@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,12 +82,18 @@ class CheckResult:
     # rclone's last error during the check: the reason when it did not compare everything.
     last_error: str | None = None
 
+    @classmethod
+    def of(cls, sets: Iterable[set[str]], last_error: str | None = None) -> CheckResult:
+        """The verdicts from four sets in the order of ``sets()``."""
+        matched, differ, missing, errors = sets
+        return cls(matched, differ, missing, errors, last_error)
+
     def sets(self) -> tuple[set[str], set[str], set[str], set[str]]:
         return self.matched, self.differ, self.missing, self.errors
 
     def without_probes(self) -> CheckResult:
         sets = ({p for p in s if not is_probe(p)} for s in self.sets())
-        return CheckResult(*sets, last_error=self.last_error)
+        return CheckResult.of(sets, last_error=self.last_error)
 
     def replaced(self, paths: set[str], again: CheckResult) -> CheckResult:
         """These verdicts with those of ``paths`` taken from a second check.
@@ -95,11 +102,8 @@ class CheckResult:
         """
         reported = set().union(*again.sets()) & paths
         gone = paths & reported
-        return CheckResult(
-            *(
-                (old - gone) | (new & gone)
-                for old, new in zip(self.sets(), again.sets(), strict=True)
-            )
+        return CheckResult.of(
+            (old - gone) | (new & gone) for old, new in zip(self.sets(), again.sets(), strict=True)
         )
 
 
@@ -321,7 +325,7 @@ def _check(
     if unverifiable:
         return UNCHECKED_HASHES
     files = (reports.match, reports.differ, reports.missing_on_dst, reports.error)
-    return CheckResult(*(read_report(_read(path)) for path in files), last_error=ctx.last_error)
+    return CheckResult.of((read_report(_read(path)) for path in files), last_error=ctx.last_error)
 
 
 def _repair(ctx: RunContext, checked: CheckResult) -> CheckResult | ProcessResult | str:

@@ -123,7 +123,7 @@ class _ExitWatch:
 def run(
     argv: list[str],
     *,
-    on_line: Callable[[str], None],
+    on_line: Callable[[str], object],
     cancel: threading.Event,
     deadline: float | None = None,
     stdout_path: Path | None = None,

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mqtt_backup.errors import MqttBackupError
 from mqtt_backup.jobs.state import JobState, iso
@@ -137,10 +137,11 @@ class RunRecord:
 _COLUMNS = ", ".join(RunRecord.__dataclass_fields__)
 
 
-def _record(row: tuple[object, ...]) -> RunRecord:
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    # A row's values are untyped to a type checker; the columns are RunRecord's fields.
     values = list(row)
     values[14] = bool(values[14])  # dry_run
-    return RunRecord(*values)  # type: ignore[arg-type]
+    return RunRecord(*values)
 
 
 class History:

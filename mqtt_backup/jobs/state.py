@@ -12,6 +12,7 @@ from mqtt_backup.engine.events import DeletionCounts, Event, PhaseStarted, Progr
 Status = Literal["idle", "queued", "running", "completed", "failed", "cancelled", "interrupted"]
 StatePhase = Literal["transferring", "verifying", "deleting", "done"]
 Trigger = Literal["schedule", "command", "cli", "catch_up"]
+DeletionMode = Literal["none", "verify_then_delete"]
 
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "interrupted"})
 ACTIVE: frozenset[str] = frozenset({"queued", "running"})
@@ -34,7 +35,7 @@ class _Frozen(BaseModel):
 
 class DeletionState(_Frozen):
     enabled: bool = False
-    mode: Literal["none", "verify_then_delete"] = "none"
+    mode: DeletionMode = "none"
     phase: StatePhase | None = None
     files_verified: int = 0
     files_deleted: int = 0
@@ -101,7 +102,9 @@ def newer(first: JobState, second: JobState) -> JobState:
     return second if second.updated_at > first.updated_at else first
 
 
-def initial(job_id: str, name: str, deletion_mode: str = "none", enabled: bool = True) -> JobState:
+def initial(
+    job_id: str, name: str, deletion_mode: DeletionMode = "none", enabled: bool = True
+) -> JobState:
     """A job that has never run."""
     return JobState(
         job_id=job_id,
@@ -112,11 +115,11 @@ def initial(job_id: str, name: str, deletion_mode: str = "none", enabled: bool =
     )
 
 
-def _deletion_config(mode: str) -> DeletionState:
-    return DeletionState(enabled=mode != "none", mode=mode)  # type: ignore[arg-type]
+def _deletion_config(mode: DeletionMode) -> DeletionState:
+    return DeletionState(enabled=mode != "none", mode=mode)
 
 
-def configured(state: JobState, name: str, deletion_mode: str, enabled: bool) -> JobState:
+def configured(state: JobState, name: str, deletion_mode: DeletionMode, enabled: bool) -> JobState:
     """The state after the job's settings changed (name, deletion mode, schedule switch)."""
     deletion = state.deletion
     if deletion.mode != deletion_mode:

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import uuid
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -26,6 +27,10 @@ from mqtt_backup.mqtt.errors import endpoint, login_refused, tls_setup_failed
 from mqtt_backup.mqtt.errors import refused as refused_text
 from mqtt_backup.mqtt.probe import explain_early_close, explain_failure
 from mqtt_backup.mqtt.topics import Topics
+
+if TYPE_CHECKING:
+    # paho defines the protocol of the sockets it hands to callbacks for type checkers only.
+    from paho.mqtt.client import SocketLike
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +84,12 @@ def _set_tls(client: mqtt.Client, tls: TlsConfig) -> None:
         client.tls_insecure_set(True)
 
 
-def _no_delay(_client: mqtt.Client, _userdata: object, sock: socket.socket) -> None:
+def _no_delay(_client: mqtt.Client, _userdata: object, sock: SocketLike) -> None:
     # A state is one small packet: Nagle would hold it back until the previous one is
-    # acknowledged, and a delayed ACK makes that up to 40 ms.
-    with contextlib.suppress(AttributeError, OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # acknowledged, and a delayed ACK makes that up to 40 ms. (A TLS socket is a socket too.)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def unique_client_id(instance: str, role: str) -> str:

@@ -84,7 +84,7 @@ class Topics:
             return None
         if job_id != job_id.lower():
             return None
-        return job_id, command  # type: ignore[return-value]
+        return job_id, command
 
 
 def command_rejection(

@@ -89,15 +89,18 @@ class ProgressDisplay(Sink):
         files = f"{state.files_transferred}/{state.total_files} files"
         if state.deletion.enabled and state.phase in ("deleting", "done"):
             files += f", {state.deletion.files_deleted} deleted"
-        fields = {
-            "job": state.job_id,
-            "phase": _PHASE_LABEL.get(state.phase, state.phase),
-            "files": files,
-        }
+        job, phase = state.job_id, _PHASE_LABEL.get(state.phase, state.phase)
         total = state.total_bytes or None
         if self._task is None:
-            self._task = bar.add_task("", total=total, **fields)
-        bar.update(self._task, completed=state.bytes_transferred, total=total, **fields)
+            self._task = bar.add_task("", total=total, job=job, phase=phase, files=files)
+        bar.update(
+            self._task,
+            completed=state.bytes_transferred,
+            total=total,
+            job=job,
+            phase=phase,
+            files=files,
+        )
 
 
 def _describe(state: JobState) -> str:
