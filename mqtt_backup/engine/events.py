@@ -19,9 +19,6 @@ class Progress:
     files: int = 0
     total_files: int = 0
     errors: int = 0
-    checks: int = 0
-    total_checks: int = 0
-    elapsed: float = 0.0
     last_error: str | None = None
     deletes: int = 0
 
@@ -76,7 +73,6 @@ class RunOutcome:
 
     status: Status
     error: str | None = None
-    exit_code: int | None = None
     retryable: bool = False
     progress: Progress | None = None
     deletion: DeletionCounts = field(default_factory=DeletionCounts)

@@ -53,9 +53,6 @@ def progress_from_stats(stats: dict[str, Any]) -> Progress:
         files=_int(stats, "transfers"),
         total_files=_int(stats, "totalTransfers"),
         errors=_int(stats, "errors"),
-        checks=_int(stats, "checks"),
-        total_checks=_int(stats, "totalChecks"),
-        elapsed=_float(stats, "elapsedTime"),
         deletes=_int(stats, "deletes"),
         last_error=str(last_error) if last_error else None,
     )
