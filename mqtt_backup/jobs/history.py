@@ -331,15 +331,6 @@ class History:
             ).fetchall()
         return [(int(pid), int(started)) for pid, started in rows]
 
-    def last_success(self, job_id: str) -> datetime | None:
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT MAX(finished_at) FROM runs WHERE job_id=? AND status='completed'"
-                " AND dry_run=0",
-                (job_id,),
-            ).fetchone()
-        return _moment(row, job_id)
-
     def last_started(self, job_id: str, before: datetime | None = None) -> datetime | None:
         """The latest start of the job, or the latest not after ``before``."""
         with self._tx() as db:

@@ -42,10 +42,6 @@ class JobLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def __enter__(self) -> JobLock:
         return self.acquire()
 

@@ -94,13 +94,13 @@ def test_a_saved_state_that_no_longer_parses_is_skipped_with_a_warning(
     with sqlite3.connect(tmp_path / "history.sqlite3") as db:
         db.execute("UPDATE job_states SET state='{\"job_id\": \"a\", \"st' WHERE job_id='a'")
         db.execute("UPDATE settings SET value='{nope' WHERE job_id='a'")
-        db.execute("UPDATE runs SET finished_at='yesterday'")
+        db.execute("UPDATE runs SET started_at='yesterday'")
     warnings = caplog.at_level(logging.WARNING, logger="mqtt_backup.jobs.history")
     with warnings, History(tmp_path) as h:
         states = h.last_states()
         assert set(states) == {"b"}
         assert h.setting("a", "enabled", True) is True
-        assert h.last_success("b") is None
+        assert h.last_started("b") is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
         "the history's saved state of job a cannot be read; it starts afresh",
