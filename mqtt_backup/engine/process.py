@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import json
@@ -17,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mqtt_backup.engine.orphans import die_with_parent, start_time
@@ -27,7 +26,6 @@ from mqtt_backup.errors import RcloneError, RcloneNotFound
 logger = logging.getLogger(__name__)
 
 MIN_VERSION = (1, 60, 0)
-TAIL_LINES = 25
 # Each step of the stop sequence (SIGINT, SIGTERM) gets this long before the next.
 GRACE_SECONDS = 3.0
 # How often a waiting run looks at its cancel event and deadline.
@@ -36,10 +34,9 @@ _POLL_SECONDS = 0.05
 
 @dataclass(slots=True)
 class ProcessResult:
-    """How one rclone process ended; ``tail`` holds its last stderr lines."""
+    """How one rclone process ended."""
 
     returncode: int
-    tail: list[str] = field(default_factory=list)
     cancelled: bool = False
     # Stopped by the deadline, or by the stall watchdog (then ``stalled`` is set too): either
     # way a limit of the run stopped it, and the steps after it must not run.
@@ -143,8 +140,7 @@ def run(
     """
     if cancel.is_set():
         # Nothing is started once a run was cancelled (above all no delete).
-        return ProcessResult(-int(signal.SIGINT), [], cancelled=True)
-    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        return ProcessResult(-int(signal.SIGINT), cancelled=True)
     stdout_file = stdout_path.open("wb") if stdout_path is not None else None
     try:
         try:
@@ -171,7 +167,6 @@ def run(
         assert proc.stderr is not None  # noqa: S101 - Popen was given stderr=PIPE
         for raw in proc.stderr:
             line = raw.rstrip("\r\n")
-            tail.append(line)
             try:
                 if watchdog is not None:
                     watchdog.feed(line)
@@ -207,7 +202,7 @@ def run(
     if proc.stderr is not None:
         proc.stderr.close()
     stats_error = watchdog.last_error if watchdog is not None else None
-    return ProcessResult(proc.wait(), list(tail), cancelled, timed_out, stalled, stats_error)
+    return ProcessResult(proc.wait(), cancelled, timed_out, stalled, stats_error)
 
 
 def _started(proc: subprocess.Popen[str], on_start: Callable[[int, int], None] | None) -> None:
