@@ -21,6 +21,7 @@ def setup(level: str = "INFO", secrets: Secrets | None = None) -> RedactingFilte
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # paho logs its own connection chatter at DEBUG; keep it out unless asked for.
+    # APScheduler logs every run it starts and ends at INFO ("Running job …", "executed
+    # successfully"), beside our own line per run: keep only its warnings, at any level.
     logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))
     return redactor

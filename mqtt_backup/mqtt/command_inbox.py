@@ -1,4 +1,4 @@
-"""Valid MQTT commands wait here for the app, so a slow handler never blocks paho's loop.
+"""Valid MQTT commands wait here for their handler, so a slow one never blocks paho's loop.
 
 Nothing is dropped for lack of room: at most one command of each kind waits per job, so
 the inbox is bounded by the number of jobs, not by a guess. A command equal to one that

@@ -3,7 +3,7 @@
 After each connect the session reads, before anything is published, what the broker
 retains for the instance (availability and owner record; a private probe topic's echo
 marks the end of them) and hands that to the publisher, which decides whether to publish.
-Failures are named in the user's terms (see ``mqtt_errors``) and logged once per problem,
+Failures are named in the user's terms (see ``mqtt/errors.py``) and logged once per problem,
 not once per retry; a refused login ends the retries, like Home Assistant's own client.
 
 Runs on paho's network thread: the callbacks record, decide and return; nothing here waits
