@@ -8,7 +8,7 @@ States are coalesced (``outbox``): only the latest state per job waits to be sen
 nothing is handed to paho while disconnected (paho would keep QoS 1 messages in memory
 without bound); every (re)connect republishes every job's latest state instead, which is
 also how a terminal state reaches a broker that was down for the whole run
-(docs/design.md, "Terminal states are retained").
+(docs/design.md, guarantee 3: terminal states arrive).
 
 ``Publisher`` itself is the role of one ``run-job``; ``daemon_publisher.DaemonPublisher`` adds
 what only ``serve`` does: owning the instance, commands, and Home Assistant's restarts.

@@ -1,6 +1,6 @@
 """Consumers of job state ("sinks"): the MQTT publisher, the terminal display, and any to come.
 
-The contract (docs/architecture.md, "Sinks"):
+The contract (docs/architecture.md: ``sinks/`` in "The tree", and "Threads"):
 
 - ``run_started(state)`` once when a run begins, ``state_changed(state)`` for each change,
   ``run_finished(state)`` once with the run's terminal state, in that order for a job.
