@@ -120,6 +120,12 @@ def check(state_dir: Path, now: datetime | None = None) -> str | None:
     age = (now or datetime.now(UTC)) - beat.at
     if age > MAX_AGE:
         return f"the last heartbeat is {age.total_seconds():.0f}s old ({path})"
+    if -age > MAX_AGE:
+        # The clock was set back after this beat. A live serve's next beat, seconds later,
+        # carries the new time; one that wedged must not pass for healthy until the clock
+        # catches up with its last beat, which may be hours away.
+        ahead = -age.total_seconds()
+        return f"the last heartbeat is dated {ahead:.0f}s ahead of the clock ({path})"
     if not pid_alive(beat.pid):
         return f"mqtt-backup serve (pid {beat.pid}) is not running"
     return None

@@ -111,11 +111,20 @@ def test_a_process_of_another_user_counts_as_alive() -> None:
     assert not health.pid_alive(dead_pid())
 
 
-def test_a_beat_dated_ahead_of_the_clock_is_fresh(tmp_path: Path) -> None:
-    # The clock was set back after this beat: the next beat, a few seconds later, carries
-    # the new time, so the container must not be reported unhealthy meanwhile.
+def test_a_clock_set_back_is_unhealthy_until_the_next_beat(tmp_path: Path) -> None:
+    # A serve that wedged just before the clock went back must not pass for healthy until
+    # the clock reaches its last beat; a live one beats again within seconds.
     write_beat(tmp_path, f"2026-11-29T12:00:00.250Z {os.getpid()}\n")
+    assert check(tmp_path, now=NOW - timedelta(hours=1)) == (
+        f"the last heartbeat is dated 3600s ahead of the clock ({heartbeat_path(tmp_path)})"
+    )
+    write_beat(tmp_path, f"2026-11-29T11:00:00.250Z {os.getpid()}\n")
     assert check(tmp_path, now=NOW - timedelta(hours=1)) is None
+
+
+def test_a_beat_a_little_ahead_of_the_clock_is_fresh(tmp_path: Path) -> None:
+    write_beat(tmp_path, f"2026-11-29T12:00:05.250Z {os.getpid()}\n")
+    assert check(tmp_path, now=NOW) is None
 
 
 def test_a_clock_set_forward_is_unhealthy_until_the_next_beat(tmp_path: Path) -> None:
