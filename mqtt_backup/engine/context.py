@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine import commands, process
 from mqtt_backup.engine.events import Event, ProcessStarted, Progress
-from mqtt_backup.engine.redact import reason
+from mqtt_backup.engine.redact import masked_lines, reason
 from mqtt_backup.engine.stats import LogLine, parse_line
 from mqtt_backup.engine.watchdog import Watchdog, stall_limit, stall_sentence
 
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 # Lines that say a run failed but not why: the reason was logged just before them.
 _GENERIC = "Fatal error received"
+# rclone's last log lines kept for a run's end (its monitors' pings show them).
+LOG_TAIL = 20
 
 
 def is_failure(line: LogLine) -> bool:
@@ -49,6 +52,7 @@ class RunContext:
     conn: list[str] = field(default_factory=list)
     env: dict[str, str] | None = None
     last_error: str | None = field(default=None)
+    log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
 
     def hidden(self) -> list[str]:
         """Strings that must never reach an error: both paths and their remote parts."""
@@ -62,11 +66,18 @@ class RunContext:
     def explain(self, message: str) -> str:
         return reason(message, self.hidden())
 
+    def masked_tail(self) -> tuple[str, ...]:
+        """rclone's last notices and errors of this run, masked like every error."""
+        return masked_lines(self.log_tail, self.hidden())
+
     def log_line(self, line: str) -> LogLine | None:
         """Log one rclone line at DEBUG and remember the last error it reported."""
         parsed = parse_line(line)
         if isinstance(parsed, LogLine):
             logger.debug("rclone [%s]: %s", self.job_id, line)
+            if parsed.message and parsed.level not in ("debug", "info"):
+                where = f"{parsed.object}: " if parsed.object else ""
+                self.log_tail.append(f"{parsed.level.upper()}: {where}{parsed.message}")
             if is_failure(parsed) and not parsed.message.startswith(_GENERIC):
                 self.last_error = parsed.message
             return parsed

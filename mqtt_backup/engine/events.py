@@ -68,14 +68,18 @@ class RunOutcome:
 
     ``warning`` is a sentence for a completed run that left something to look at (source
     files kept for a reason a later run will not settle); ``kept_files`` names the first
-    few files of each reason in ``kept_reasons``.
+    few files of each reason in ``kept_reasons``. ``log_tail`` holds rclone's last log
+    lines (notices and errors), masked.
     """
 
     status: Status
     error: str | None = None
+    # rclone's exit status when a call of it decided the outcome (monitors report it).
+    exit_code: int | None = None
     retryable: bool = False
     progress: Progress | None = None
     deletion: DeletionCounts = field(default_factory=DeletionCounts)
     kept_reasons: dict[str, int] = field(default_factory=dict)
     kept_files: dict[str, list[str]] = field(default_factory=dict)
     warning: str | None = None
+    log_tail: tuple[str, ...] = ()

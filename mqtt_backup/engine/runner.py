@@ -6,6 +6,7 @@ state lives in a RunContext and a private work folder.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -59,6 +60,8 @@ def execute(
         outcome = RunOutcome("failed", error=str(exc))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+    if ctx.log_tail:
+        outcome = dataclasses.replace(outcome, log_tail=ctx.masked_tail())
     logger.debug(
         "job %s %s%s: %d files verified, %d deleted, %d kept",
         job_id,
@@ -152,13 +155,15 @@ def _steps(ctx: RunContext, dry_run: bool, early: EarlyListing | None) -> RunOut
             or meaning.kind is ExitKind.USAGE
             or ctx.job.deletion.mode != "verify_then_delete"
         ):
-            return RunOutcome("failed", error=error, retryable=retryable, progress=progress)
+            return RunOutcome(
+                "failed", error=error, exit_code=code, retryable=retryable, progress=progress
+            )
     if ctx.job.deletion.mode != "verify_then_delete":
-        return RunOutcome("completed", progress=progress)
+        return RunOutcome("completed", exit_code=0, progress=progress)
 
     # A partly failed transfer still verifies: the files that did arrive may go.
     deletion = verify_and_delete(ctx, dry_run=dry_run, early=early)
-    return _combine(ctx, deletion, progress, error, retryable)
+    return _combine(ctx, deletion, progress, error, code, retryable)
 
 
 def _combine(
@@ -166,6 +171,7 @@ def _combine(
     deletion: DeletionResult,
     progress: Progress | None,
     error: str | None,
+    code: int,
     retryable: bool,
 ) -> RunOutcome:
     def ended(status: Status, **how: Any) -> RunOutcome:
@@ -180,11 +186,11 @@ def _combine(
 
     stopped = deletion.stopped
     if stopped is not None and stopped.cancelled:
-        return ended("cancelled", error="cancelled")
+        return ended("cancelled", error="cancelled", exit_code=code or None)
     if stopped is not None and stopped.timed_out:
         return ended("failed", error=_timed_out(ctx, stopped, ctx.last_error), retryable=True)
     if error is not None:
-        return ended("failed", error=error, retryable=retryable)
+        return ended("failed", error=error, exit_code=code, retryable=retryable)
     if deletion.error is not None:
         return ended("failed", error=deletion.error, retryable=deletion.retryable)
-    return ended("completed", warning=deletion.warning)
+    return ended("completed", exit_code=0, warning=deletion.warning)

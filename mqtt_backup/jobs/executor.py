@@ -296,9 +296,14 @@ class JobExecutor:
         return self._finish(final, outcome.kept_files), outcome.retryable
 
     def _finish(self, final: JobState, kept_files: dict[str, list[str]] | None = None) -> JobState:
-        if final.error:
+        if final.error or final.log_tail:
             # The engine masks what it reports; this also covers the config's other secrets.
-            final = final.model_copy(update={"error": self._masker.mask(final.error)})
+            final = final.model_copy(
+                update={
+                    "error": self._masker.mask(final.error) if final.error else None,
+                    "log_tail": tuple(self._masker.mask(line) for line in final.log_tail),
+                }
+            )
         self.history.finish_run(final, kept_files)
         self._set(final)
         logger.info("run %s: %s", final.run_id, summary(final))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from mqtt_backup.engine.events import DeletionCounts, Event, PhaseStarted, Progress, RunOutcome
 
@@ -74,6 +74,10 @@ class JobState(_Frozen):
     dry_run: bool = False
     error: str | None = None
     updated_at: datetime | None = None
+    # Told to the sinks at a run's end, never published or saved: rclone's exit status and
+    # its last log lines, masked (a monitor's ping carries them).
+    exit_code: Annotated[int | None, Field(exclude=True)] = None
+    log_tail: Annotated[tuple[str, ...], Field(exclude=True)] = ()
 
     @field_serializer("started_at", "finished_at", "last_success_at", "next_run_at", "updated_at")
     def _times(self, value: datetime | None) -> str | None:
@@ -174,6 +178,8 @@ def _reset_run(state: JobState, run_id: str, trigger: Trigger) -> JobState:
             "duration_seconds": None,
             "error": None,
             "dry_run": False,
+            "exit_code": None,
+            "log_tail": (),
             "deletion": _deletion_config(state.deletion.mode),
         }
     )
@@ -252,6 +258,8 @@ def finished(state: JobState, outcome: RunOutcome, now: datetime) -> JobState:
         "updated_at": now,
         "last_result": outcome.status,
         "error": outcome.error or outcome.warning,
+        "exit_code": outcome.exit_code,
+        "log_tail": tuple(outcome.log_tail),
         "speed_bytes": 0,
         "eta_seconds": None if outcome.status != "completed" else 0,
         "duration_seconds": _seconds(state.started_at, now) if state.started_at else 0.0,
