@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from mqtt_backup.config.durations import format_duration, parse_duration
+from mqtt_backup.config.monitors import MonitorDelivery, MonitorEntry
 from mqtt_backup.engine.locations import overlap
 from mqtt_backup.scheduling.triggers import Schedule, parse_schedule
 
@@ -237,6 +238,12 @@ class JobConfig(_Model):
         description="stop a run whose rclone makes no progress this long; 0 switches it off; "
         "default: rclone.stall_timeout",
     )
+    monitors: list[MonitorEntry] = Field(
+        default_factory=list, description="where this job's runs are reported, besides the global"
+    )
+    global_monitors: bool = Field(
+        True, description="whether the top-level monitors report this job too"
+    )
 
     @field_validator("schedule", mode="before")
     @classmethod
@@ -396,6 +403,13 @@ class AppConfig(_Model):
     http: HttpConfig | None = Field(
         None, description="serve's HTTP endpoint for health checks and Prometheus; off when unset"
     )
+    monitors: list[MonitorEntry] = Field(
+        default_factory=list, description="where every job's runs are reported (docs/monitors.md)"
+    )
+    monitor_delivery: MonitorDelivery = Field(
+        default_factory=lambda: MonitorDelivery.model_validate({}),
+        description="timeouts, retries and age limit of pings",
+    )
 
     @field_validator("http", mode="before")
     @classmethod
@@ -445,3 +459,12 @@ class AppConfig(_Model):
     def display_name(self, job_id: str) -> str:
         """The job's name, falling back to its id."""
         return self.jobs[job_id].name or job_id
+
+    def job_monitors(self, job_id: str) -> list[MonitorEntry]:
+        """The monitors a job's runs are reported to: the global ones (unless the job says
+        ``global_monitors: false``), then the job's own."""
+        job = self.jobs[job_id]
+        return [*(self.monitors if job.global_monitors else []), *job.monitors]
+
+    def has_monitors(self) -> bool:
+        return bool(self.monitors) or any(job.monitors for job in self.jobs.values())

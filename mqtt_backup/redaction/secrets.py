@@ -10,7 +10,9 @@ What is a secret:
   each string leaf as well as the whole;
 - the values of secret-looking flags in ``extra_args`` (``--sftp-pass X``,
   ``--s3-secret-access-key=X``) and of ``RCLONE_…`` environment variables, which rclone
-  repeats in its debug output, and the credential in a ``--header`` for authorization.
+  repeats in its debug output, and the credential in a ``--header`` for authorization;
+- of a monitor (config/monitors.py): its URL, the URL's token, its access token and the
+  values of its secret-looking headers.
 
 Each secret is masked in every spelling rclone or a JSON encoder gives it (``quoting``).
 A known connection string is shown with all its secret-looking values masked, however
@@ -232,6 +234,8 @@ def config_secrets(config: AppConfig, environ: Mapping[str, str] | None = None) 
     for job in config.jobs.values():
         secrets |= remote_secrets(job.source) | remote_secrets(job.destination)
         secrets |= flag_secrets(job.extra_args)
+    for entry in [*config.monitors, *(e for job in config.jobs.values() for e in job.monitors)]:
+        secrets |= Secrets(frozenset(entry.monitor.secret_values()))
     return secrets
 
 
