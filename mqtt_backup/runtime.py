@@ -25,6 +25,7 @@ from mqtt_backup.jobs.executor import JobExecutor
 from mqtt_backup.jobs.history import History, HistoryPruner
 from mqtt_backup.jobs.state import JobState
 from mqtt_backup.sinks import Sink
+from mqtt_backup.sinks.monitors import Monitors
 from mqtt_backup.sinks.mqtt import MqttSink
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ Role = Literal["daemon", "oneshot"]
 # How long the sinks may take to hand on the last states before the publisher stops.
 SINKS_STOP_TIMEOUT = 5.0
 PUBLISHER_STOP_TIMEOUT = 5.0
+# serve's last monitor pings get this long at shutdown (they were sent while the publisher
+# stopped); run-job waits up to monitor_delivery.timeout for its own.
+DAEMON_PINGS_FLUSH = 2.0
 
 
 def _sinks(runtime: Runtime) -> list[Sink]:
@@ -108,6 +112,11 @@ class Runtime:
         for sink in sinks:
             self.executor.add_sink(sink)
         self.http = _http(self, serve_state)
+        # Before recovery, whose interrupted runs they report; they deliver on threads of
+        # their own, and what they could not deliver waits in the outbox for the next process.
+        self.monitors: Monitors | None = Monitors.open(lambda: self.config)
+        if self.monitors is not None:
+            self.executor.add_sink(self.monitors.sink)
         # Before any new run: a run a crash cut short ends as interrupted (docs/design.md).
         self.recovered = self.executor.recover()
         for sink in _sinks(self):
@@ -137,6 +146,9 @@ class Runtime:
             self.publisher.stop(timeout=PUBLISHER_STOP_TIMEOUT)
         if self.http is not None:
             self.http.stop()
+        if self.monitors is not None:
+            flush = self.config.monitor_delivery.timeout.total_seconds()
+            self.monitors.close(flush if self.role == "oneshot" else DAEMON_PINGS_FLUSH)
         if close_history:
             self.history.close()
 

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# In state_dir: the pings waiting for delivery (outbox.py).
+OUTBOX_FILE = "outbox.sqlite3"
+
 
 class Monitors:
     """The outbox and its sink, for one process; ``open`` returns None when there is nothing
@@ -32,12 +35,12 @@ class Monitors:
     @classmethod
     def open(cls, config: Callable[[], AppConfig]) -> Monitors | None:
         """Open the outbox and start delivering; a broken outbox is logged, never raised."""
-        from mqtt_backup.sinks.monitors.outbox import FILE_NAME, Outbox
+        current = config()
+        if not current.has_monitors() and not (current.state_dir / OUTBOX_FILE).exists():
+            return None  # nothing to import either: a run-job without monitors pays nothing
+        from mqtt_backup.sinks.monitors.outbox import Outbox
         from mqtt_backup.sinks.monitors.sink import MonitorSink
 
-        current = config()
-        if not current.has_monitors() and not (current.state_dir / FILE_NAME).exists():
-            return None
         outbox = Outbox(current.state_dir, lambda: config().monitor_delivery)
         try:
             outbox.open()
