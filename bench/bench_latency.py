@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,57 @@ exec {real} "$@"
 """
 
 
+@contextmanager
+def receiver() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on 127.0.0.1 that answers 200 and counts what it got (--monitors)."""
+    got: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            got.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", got
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def monitors(base: str) -> dict[str, Any]:
+    """Every monitor kind, each reporting every ending it can."""
+    every = ["started", "completed", "warning", "failed", "cancelled", "interrupted", "skipped"]
+    return {
+        "monitors": [
+            {"healthchecks": f"{base}/hc/{{job}}"},
+            {"uptime_kuma": f"{base}/api/push/token?status=up&msg=OK&ping="},
+            {"ntfy": {"url": f"{base}/topic", "on": every}},
+            {"webhook": {"url": f"{base}/hook", "on": every, "headers": {"X-Token": "t"}}},
+        ]
+    }
+
+
 def run(env: Env) -> dict[str, Any]:
+    if not env.monitors:
+        return _run(env, None)
+    with receiver() as (base, got):
+        result = _run(env, base)
+        result["latency"]["pings_received"] = len(got)
+        return result
+
+
+def _run(env: Env, monitor_base: str | None) -> dict[str, Any]:
     runs = 5 if env.quick else 50
     source = make_tree(env.fresh("tpl-tiny") / "src", 3, 1024, per_dir=3)
     dest = env.fresh("dst-latency")
@@ -48,6 +101,7 @@ def run(env: Env) -> dict[str, Any]:
         state_dir=state,
         base_topic="bench_latency",
         rclone_binary=str(wrapper),
+        extra=monitors(monitor_base) if monitor_base else None,
     )
     seen: set[str] = set()
     terminal: list[tuple[float, str]] = []
@@ -97,6 +151,7 @@ def run(env: Env) -> dict[str, Any]:
             "seconds": summary(latencies),
             "all": latencies,
             "goal_p99": GOAL_P99,
+            "monitors": "every kind, to a receiver on 127.0.0.1" if monitor_base else "none",
             "met": percentile(latencies, 99) <= GOAL_P99,
             "method": (
                 "rclone wrapped in bash; $EPOCHREALTIME appended when the copy exits; "

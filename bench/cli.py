@@ -56,6 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tmp", type=Path, help="parent of the temporary folder (default: $TMPDIR)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--monitors",
+        action="store_true",
+        help="latency: every monitor kind configured, pinging a receiver on 127.0.0.1",
+    )
     return parser.parse_args(argv)
 
 
@@ -86,6 +91,7 @@ def meta(args: argparse.Namespace, env: Env, bytecode: str) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
+        "monitors": args.monitors,
         "pairs": env.pairs,
         "warmup": env.warmup,
         "cache": "cold (sync + drop_caches before each run)" if env.cold else "warm",
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             broker_port=broker.port,
             quick=args.quick,
             pairs=args.pairs or (2 if args.quick else 7),
+            monitors=args.monitors,
             cold=cache == "cold",
         )
         if env.cold and not can_drop_caches():

@@ -34,6 +34,8 @@ class Env:
     pairs: int
     warmup: int = 1
     cold: bool = True
+    # Latency with every monitor kind pinging a local receiver (--monitors).
+    monitors: bool = False
     notes: list[str] = field(default_factory=list)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -59,6 +61,7 @@ class Env:
         progress_interval: str = "1s",
         rclone_binary: str = RCLONE,
         instance: str = "bench",
+        extra: dict[str, Any] | None = None,
     ) -> Path:
         """Write an mqtt-backup config with MQTT publishing on, to the bench broker."""
         data = {
@@ -74,7 +77,7 @@ class Env:
             },
             "rclone": {"binary": rclone_binary},
             "jobs": jobs,
-        }
+        } | (extra or {})
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         return path
 
