@@ -128,6 +128,11 @@ class Runtime:
         """A reload: the executor takes the new jobs, the publisher announces them."""
         self.config = config
         self.executor.reconfigure(config)
+        if self.monitors is None:
+            # The first monitors of this process: the sink reads them from then on.
+            self.monitors = Monitors.open(lambda: self.config)
+            if self.monitors is not None:
+                self.executor.add_sink(self.monitors.sink)
         if self.publisher is not None:
             self.publisher.set_jobs(self.executor.states(), config)
 
