@@ -216,3 +216,20 @@ def test_backoff_doubles_to_the_limit_and_is_shortened_at_random() -> None:
     assert backoff(20, 300, lambda: 1.0) == 300
     assert backoff(1, 300, lambda: 0.0) == 1
     assert backoff(1000, 60, lambda: 0.5) == 45
+
+
+def test_a_damaged_outbox_is_moved_aside_and_a_new_one_used(
+    tmp_path: Path, receivers: Receivers, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "outbox.sqlite3").write_bytes(b"not a database at all" * 100)
+    with caplog.at_level(logging.ERROR):
+        box = Outbox(tmp_path, lambda: FAST, sender=receivers.send).open()
+    try:
+        assert "the monitors' outbox" in caplog.text and "is damaged" in caplog.text
+        assert [p.name for p in tmp_path.glob("outbox.sqlite3.corrupt-*")]
+        box.start()
+        box.put(ping("http://a/fail"))
+        assert box.flush(5)
+    finally:
+        box.stop()
+    assert receivers.sent == ["http://a/fail"]

@@ -77,6 +77,18 @@ CREATE INDEX IF NOT EXISTS pings_done ON pings (done_at) WHERE done_at IS NOT NU
 _HEADS = "SELECT MIN(id) FROM pings WHERE done_at IS NULL GROUP BY queue"
 
 
+class _Damaged(sqlite3.DatabaseError):
+    """quick_check found damage that no statement has tripped over yet."""
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """A damaged file, as opposed to a busy, locked, read-only or missing one."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, _Damaged) or (
+        code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Ping:
     """A request to deliver once. ``label`` names it in log lines, never by its URL."""
@@ -145,7 +157,7 @@ class Outbox:
             try:
                 self._db = self._connect()
             except sqlite3.DatabaseError as exc:
-                if "malformed" not in str(exc) and "not a database" not in str(exc):
+                if not _is_damage(exc):
                     raise
                 self._move_aside(exc)
                 self._db = self._connect()
@@ -159,7 +171,7 @@ class Outbox:
             db.executescript(_SCHEMA)
             verdict = db.execute("PRAGMA quick_check(1)").fetchone()
             if verdict is None or verdict[0] != "ok":
-                raise sqlite3.DatabaseError(f"database disk image is malformed ({verdict})")
+                raise _Damaged(str(verdict[0] if verdict else "quick_check gave no answer"))
         except BaseException:
             db.close()
             raise

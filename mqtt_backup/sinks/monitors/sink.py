@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -95,4 +96,7 @@ class MonitorSink(Sink):
             # state read back from the history, not news.
             return
         for ping in pings(config, Report(ending, state)):
-            self._outbox.put(ping)
+            try:
+                self._outbox.put(ping)
+            except sqlite3.Error as exc:
+                logger.warning("%s could not be stored in the outbox: %s", ping.label, exc)
