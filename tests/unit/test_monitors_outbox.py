@@ -13,8 +13,9 @@ import pytest
 
 from mqtt_backup.config.monitors import MonitorDelivery
 from mqtt_backup.sinks.monitors.http import Sent
-from mqtt_backup.sinks.monitors.outbox import Outbox, Ping, backoff
+from mqtt_backup.sinks.monitors.outbox import Outbox, backoff
 from mqtt_backup.sinks.monitors.report import Request
+from mqtt_backup.sinks.monitors.store import Ping
 
 # Retries 50 ms apart at most (the config asks for at least 1s), so the tests stay quick.
 FAST = MonitorDelivery.model_construct(

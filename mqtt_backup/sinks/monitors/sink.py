@@ -24,8 +24,9 @@ from mqtt_backup.config.monitors import (
 from mqtt_backup.jobs.state import JobState, utcnow
 from mqtt_backup.sinks import Sink
 from mqtt_backup.sinks.monitors import healthchecks, ntfy, uptime_kuma, webhook
-from mqtt_backup.sinks.monitors.outbox import Outbox, Ping
+from mqtt_backup.sinks.monitors.outbox import Outbox
 from mqtt_backup.sinks.monitors.report import Report, Request, ending_of
+from mqtt_backup.sinks.monitors.store import Ping
 
 logger = logging.getLogger(__name__)
 
