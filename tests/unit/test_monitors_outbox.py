@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +44,11 @@ class Receivers:
 
 def ping(url: str, key: str | None = None, queue: str | None = None) -> Ping:
     return Ping(queue or url.split("/")[2], key or url, f"the ping {url}", Request("POST", url))
+
+
+def attempts(box: Outbox) -> int:
+    with sqlite3.connect(box.path) as db:
+        return int(db.execute("SELECT MAX(attempts) FROM pings").fetchone()[0] or 0)
 
 
 def wait_until(check: Callable[[], object], timeout: float = 10) -> None:
@@ -166,7 +172,8 @@ def test_a_ping_older_than_max_age_is_dropped_with_a_line_saying_so(
         box.start()
         wait_until(lambda: len(receivers.sent) == 1)
         now[0] += 7 * 86400 + 1
-        wait_until(lambda: box.waiting() == 0)
+        wait_until(lambda: "was dropped" in caplog.text)
+    assert box.waiting() == 0
     assert "the ping http://a/fail was dropped: not delivered within 7d" in caplog.text
     assert "last: connection refused" in caplog.text
 
@@ -180,7 +187,7 @@ def test_flush_gives_up_in_time_and_leaves_the_ping_waiting(
     box.put(ping("http://a/fail"))
     started = time.monotonic()
     assert not box.flush(1.0)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5
     assert box.waiting() == 1
 
 
@@ -192,7 +199,7 @@ def test_a_retry_time_far_ahead_of_the_clock_counts_as_due(
     box = outboxes(clock=lambda: now[0], poll=0.05)
     box.put(ping("http://a/fail"))
     box.start()
-    wait_until(lambda: len(receivers.sent) == 1)
+    wait_until(lambda: attempts(box) == 1)
     now[0] -= 86400  # the clock was set back a day: the retry is not a day away
     wait_until(lambda: box.waiting() == 0, 5)
 
@@ -203,8 +210,6 @@ def test_delivered_pings_keep_no_url_or_body(outboxes: Callable[..., Outbox]) ->
     box.start()
     assert box.flush(5)
     box.stop()
-    import sqlite3
-
     with sqlite3.connect(box.path) as db:
         assert db.execute("SELECT url, headers, body, done FROM pings").fetchall() == [
             ("", "[]", None, "delivered")

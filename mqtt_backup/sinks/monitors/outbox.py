@@ -128,8 +128,10 @@ class Outbox:
         while True:
             with self._wake:
                 mine = list(self._mine)
+                # Being sent here: done only once its worker has also logged how it went.
+                sending = bool(self._inflight.intersection(mine))
             try:
-                if not mine or not self.store.waiting(mine):
+                if not mine or not (sending or self.store.waiting(mine)):
                     return True
             except sqlite3.Error:
                 pass
@@ -180,8 +182,6 @@ class Outbox:
         """Drop what is too old, hand out what is due; the seconds until more is due."""
         settings = self._settings()
         for old in self.store.expire(settings.max_age.total_seconds()):
-            with self._wake:
-                self._mine.discard(old.id)
             logger.warning(
                 "%s was dropped: not delivered within %s (%d attempts; last: %s)",
                 old.label,
@@ -189,6 +189,8 @@ class Outbox:
                 old.attempts,
                 old.last_error or "none",
             )
+            with self._wake:
+                self._mine.discard(old.id)
         if free > 0:
             for claimed in self.store.claim(free, _lease(settings), _horizon(settings)):
                 with self._wake:
@@ -219,8 +221,6 @@ class Outbox:
         if sent.delivered or not sent.retry:
             done = "delivered" if sent.delivered else "refused"
             self.store.finish(claimed.id, done, sent.problem)
-            with self._wake:
-                self._mine.discard(claimed.id)
             if not sent.delivered:
                 logger.warning(
                     "%s was refused: %s; dropped it (check the monitor's URL)",
@@ -231,6 +231,8 @@ class Outbox:
                 logger.info("%s delivered after %d attempts", claimed.label, attempts)
             else:
                 logger.debug("%s delivered", claimed.label)
+            with self._wake:
+                self._mine.discard(claimed.id)  # said and done: flush may return
             return
         delay = backoff(attempts, settings.max_delay.total_seconds())
         self.store.retry(claimed.id, attempts, delay, sent.problem)
