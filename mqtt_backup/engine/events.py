@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# The phases of the engine's own work; jobs/state.py places them among the run's phases.
 Phase = Literal["transferring", "verifying", "deleting"]
+# The user's programs around a run (engine/hooks.py), in the order they may run.
+HookKind = Literal["before", "on_failure", "after"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,9 @@ class ProcessStarted:
 
 Event = Progress | PhaseStarted | DeletionCounts | ProcessStarted
 
-Status = Literal["completed", "failed", "cancelled"]
+# How a run can end; jobs/state.py adds these to the statuses a job's state can hold.
+# ``skipped``: a before hook said there was nothing to do this time (engine/hooks.py).
+Status = Literal["completed", "failed", "cancelled", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from mqtt_backup.config.models import AppConfig
 from mqtt_backup.errors import MqttBackupError
 from mqtt_backup.homeassistant.discovery import job_entity_ids
+from mqtt_backup.jobs.state import HOOK_PHASES, PHASE_LABELS, Status
 
 HISTORY_HOURS = 48
 # Job sections side by side on a wide screen; the overview spans them all.
@@ -25,10 +26,10 @@ COLUMNS = 3
 # Home Assistant's own success, error, warning and info colours. The markdown card keeps
 # <font color> but drops style attributes, so no theme variable can be used here.
 GREEN, RED, ORANGE, BLUE, GREY = "#4caf50", "#db4437", "#ffa600", "#039be5", "#9e9e9e"
-# Status → icon and colour in the overview. A status missing here (one added later) is shown
-# by its name with a neutral icon; "unavailable" is what Home Assistant shows while the
-# service is offline.
-STATUS_LOOK: dict[str, tuple[str, str]] = {
+# Status → icon and colour in the overview; tests check every status has one. A status
+# missing here (one a newer version publishes) is shown by its name with a neutral icon;
+# "unavailable" is what Home Assistant shows while the service is offline.
+STATUS_LOOK: dict[Status | Literal["unavailable"], tuple[str, str]] = {
     "completed": ("mdi:check-circle", GREEN),
     "failed": ("mdi:alert-circle", RED),
     "interrupted": ("mdi:alert-circle", RED),
@@ -113,10 +114,12 @@ OVERVIEW_COLUMNS = ("Job", "Status", "Last success", "Next run", "Health")
 
 _MACROS = """\
 {%- set looks = LOOKS -%}
-{%- macro status(e, progress) -%}
+{%- set hooks = HOOKS -%}
+{%- macro status(e, progress, phase) -%}
 {%- set s = states(e) -%}{%- set look = looks[s] if s in looks else OTHER -%}
 <font color="{{ look[1] }}"><ha-icon icon="{{ look[0] }}"></ha-icon></font> {{ s }}
-{%- if s == 'running' and progress %} {{ states(progress) | float(0) | round(0) | int }} %
+{%- if s == 'running' and states(phase) in hooks %} ({{ hooks[states(phase)] }})
+{%- elif s == 'running' and progress %} {{ states(progress) | float(0) | round(0) | int }} %
 {%- endif -%}
 {%- endmacro -%}
 {%- macro ago(e) -%}
@@ -147,9 +150,16 @@ def _jinja_looks() -> str:
     return "{" + pairs + "}"
 
 
+def _jinja_hook_labels() -> str:
+    """While a hook runs there is no percentage to show: the overview names the hook instead."""
+    pairs = ", ".join(f"'{phase}': '{PHASE_LABELS[phase]}'" for phase in HOOK_PHASES.values())
+    return "{" + pairs + "}"
+
+
 def _overview(config: AppConfig, ids: dict[str, dict[str, str]]) -> dict[str, Any]:
     macros = (
         _MACROS.replace("LOOKS", _jinja_looks())
+        .replace("HOOKS", _jinja_hook_labels())
         .replace("OTHER", f"['{OTHER_LOOK[0]}', '{OTHER_LOOK[1]}']")
         .replace("RED", RED)
         .replace("ORANGE", ORANGE)
@@ -165,7 +175,7 @@ def _overview(config: AppConfig, ids: dict[str, dict[str, str]]) -> dict[str, An
             next_cell = f"{{{{ next_run('{e['next_run']}', {switch}) }}}}"
         cells = [
             _cell_text(config.display_name(job)),
-            f"{{{{ status('{e['status']}', '{e['progress']}') }}}}",
+            f"{{{{ status('{e['status']}', '{e['progress']}', '{e['phase']}') }}}}",
             f"{{{{ ago('{e['last_success']}') }}}}",
             next_cell,
             f"{{{{ health('{e['problem']}', '{e['overdue']}') }}}}",
@@ -209,6 +219,11 @@ def _job_section(config: AppConfig, job: str, e: dict[str, str]) -> dict[str, An
     running = [{"entity": e["status"], "state": "running"}]
     rows: list[Any] = [
         {"entity": e["status"], "name": "Status"},
+        {
+            "type": "conditional",
+            "conditions": running,
+            "row": {"entity": e["phase"], "name": "Phase"},
+        },
         {
             "type": "conditional",
             "conditions": running,

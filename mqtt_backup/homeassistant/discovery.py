@@ -10,20 +10,21 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Any
 
 from mqtt_backup import __version__
 from mqtt_backup.config.models import AppConfig, MqttConfig
-from mqtt_backup.jobs.state import JobState, Status
+from mqtt_backup.jobs.state import PHASES, PROBLEMS, STATUSES, TERMINAL, JobState
 from mqtt_backup.mqtt.message import Message
 from mqtt_backup.mqtt.topics import Component, Topics
 
 SUPPORT_URL = "https://github.com/mqtt-backup/mqtt-backup"
-# From the state model, so a status added there is announced too: Home Assistant ignores an
-# enum sensor's value that is not among its options and keeps showing the previous one.
-STATUS_OPTIONS = list(get_args(Status))
-PHASE_OPTIONS = ["transferring", "verifying", "deleting", "done"]
-EVENT_TYPES = ["completed", "failed", "cancelled", "interrupted"]
+# From the state model, so a status or phase added there is announced too: Home Assistant
+# ignores an enum sensor's value that is not among its options and keeps showing the previous
+# one. Every run that ends sends an event named for its ending.
+STATUS_OPTIONS = list(STATUSES)
+PHASE_OPTIONS = list(PHASES)
+EVENT_TYPES = [status for status in STATUSES if status in TERMINAL]
 # HA rejects a state longer than 255 characters; the error sentence is cut short of it.
 MAX_STATE_LENGTH = 250
 # Seconds a last success may lie ahead of Home Assistant's clock before it counts as overdue.
@@ -187,7 +188,7 @@ def job_entities(mqtt: MqttConfig, topics: Topics, config: AppConfig, job_id: st
                 # On after a failure, and after a completed run that kept files it could not
                 # prove at the destination (its warning is in ``error``).
                 "value_template": "{% set r = value_json.last_result | default(None) %}"
-                "{{ 'ON' if r in ['failed', 'interrupted'] or (r == 'completed' and "
+                f"{{{{ 'ON' if r in {list(PROBLEMS)} or (r == 'completed' and "
                 "value_json.status == 'completed' and value_json.error | default(None)) "
                 "else 'OFF' }}",
             },

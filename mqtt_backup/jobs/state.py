@@ -3,19 +3,54 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from mqtt_backup.engine.events import DeletionCounts, Event, PhaseStarted, Progress, RunOutcome
+from mqtt_backup.engine.events import (
+    DeletionCounts,
+    Event,
+    HookKind,
+    Phase,
+    PhaseStarted,
+    Progress,
+    RunOutcome,
+)
+from mqtt_backup.engine.events import Status as Ending
 
-Status = Literal["idle", "queued", "running", "completed", "failed", "cancelled", "interrupted"]
-StatePhase = Literal["transferring", "verifying", "deleting", "done"]
+# The one vocabulary of statuses and phases (docs/design.md, "States and their order").
+# Every other list of them is derived from these: Home Assistant's enum options and event
+# types, the terminal's and the dashboard's labels, icons and colours. Each name is written
+# once; the engine's own subsets (how a run ends, the engine's phases) are nested in.
+ActiveStatus = Literal["queued", "running"]
+FinalStatus = Literal[Ending, "interrupted"]
+Status = Literal["idle", ActiveStatus, FinalStatus]
+StatePhase = Literal["before_hook", Phase, "on_failure_hook", "after_hook", "done"]
 Trigger = Literal["schedule", "command", "cli", "catch_up"]
 DeletionMode = Literal["none", "verify_then_delete"]
 
-TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "interrupted"})
-ACTIVE: frozenset[str] = frozenset({"queued", "running"})
+STATUSES: tuple[Status, ...] = get_args(Status)
+PHASES: tuple[StatePhase, ...] = get_args(StatePhase)
+TERMINAL: frozenset[str] = frozenset(get_args(FinalStatus))
+ACTIVE: frozenset[str] = frozenset(get_args(ActiveStatus))
+# The endings that turn Home Assistant's Problem sensor on; a completed run does too when it
+# carries a warning. ``skipped`` never does: Overdue catches a job that is skipped for good.
+PROBLEMS: tuple[Status, ...] = ("failed", "interrupted")
+HOOK_PHASES: dict[HookKind, StatePhase] = {
+    "before": "before_hook",
+    "on_failure": "on_failure_hook",
+    "after": "after_hook",
+}
+# How people read each phase (the terminal, the dashboard); tests check every phase has one.
+PHASE_LABELS: dict[StatePhase, str] = {
+    "before_hook": "before hook",
+    "transferring": "transferring",
+    "verifying": "verifying",
+    "deleting": "deleting",
+    "on_failure_hook": "on-failure hook",
+    "after_hook": "after hook",
+    "done": "done",
+}
 
 
 def utcnow() -> datetime:
@@ -141,20 +176,39 @@ def queued(state: JobState, run_id: str, trigger: Trigger, now: datetime) -> Job
 
 
 def started(
-    state: JobState, run_id: str, trigger: Trigger, now: datetime, *, dry_run: bool = False
+    state: JobState,
+    run_id: str,
+    trigger: Trigger,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    phase: StatePhase = "transferring",
 ) -> JobState:
-    """A run begins with the transfer."""
+    """A run begins: with the transfer, or with its before hooks (``phase="before_hook"``)."""
     reset = _reset_run(state, run_id, trigger)
+    deletion_phase = phase if state.deletion.enabled and phase == "transferring" else None
     return reset.model_copy(
         update={
             "dry_run": dry_run,
             "status": "running",
-            "phase": "transferring",
+            "phase": phase,
             "started_at": now,
             "updated_at": now,
-            "deletion": reset.deletion.model_copy(
-                update={"phase": "transferring" if state.deletion.enabled else None}
-            ),
+            "deletion": reset.deletion.model_copy(update={"phase": deletion_phase}),
+        }
+    )
+
+
+def hook_started(state: JobState, kind: HookKind, now: datetime) -> JobState:
+    """The run's ``kind`` hooks begin; the deletion's own phase stays where the engine left it."""
+    if state.status != "running":
+        raise ValueError(f"{kind} hooks for a job that is {state.status}")
+    return state.model_copy(
+        update={
+            "phase": HOOK_PHASES[kind],
+            "speed_bytes": 0,
+            "eta_seconds": None,
+            "updated_at": now,
         }
     )
 
@@ -213,6 +267,8 @@ def apply(state: JobState, event: Event, now: datetime) -> JobState:
             raise ValueError("deleting can only follow verifying")
         if event.phase == "verifying" and state.phase != "transferring":
             raise ValueError("verifying can only follow transferring")
+        if event.phase == "transferring" and state.phase not in ("before_hook", "transferring"):
+            raise ValueError("transferring can only follow the start or the before hooks")
         update["phase"] = event.phase
         if event.phase != "transferring":
             update |= {"speed_bytes": 0, "eta_seconds": None}
@@ -249,7 +305,8 @@ def finished(state: JobState, outcome: RunOutcome, now: datetime) -> JobState:
     """The terminal state of a run.
 
     A completed run's warning takes the ``error`` field, so Home Assistant's Error sensor
-    names it and its Problem sensor turns on; a dry run never moves ``last_success_at``.
+    names it and its Problem sensor turns on; a dry run never moves ``last_success_at``, nor
+    does a skipped run (its ``error`` says why it was skipped).
     """
     update: dict[str, object] = {
         "status": outcome.status,

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from mqtt_backup.jobs.state import JobState
+from mqtt_backup.jobs.state import HOOK_PHASES, PHASE_LABELS, JobState
 from mqtt_backup.sinks import Sink
 
 if TYPE_CHECKING:
@@ -14,13 +14,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_PHASE_LABEL = {
-    None: "waiting",
-    "transferring": "transferring",
-    "verifying": "verifying",
-    "deleting": "deleting",
-    "done": "done",
-}
+_WAITING = "waiting"
+_HOOK_PHASES = frozenset(HOOK_PHASES.values())
 
 
 class ProgressDisplay(Sink):
@@ -89,7 +84,7 @@ class ProgressDisplay(Sink):
         files = f"{state.files_transferred}/{state.total_files} files"
         if state.deletion.enabled and state.phase in ("deleting", "done"):
             files += f", {state.deletion.files_deleted} deleted"
-        job, phase = state.job_id, _PHASE_LABEL.get(state.phase, state.phase)
+        job, phase = state.job_id, PHASE_LABELS[state.phase] if state.phase else _WAITING
         total = state.total_bytes or None
         if self._task is None:
             self._task = bar.add_task("", total=total, job=job, phase=phase, files=files)
@@ -106,6 +101,8 @@ class ProgressDisplay(Sink):
 def _describe(state: JobState) -> str:
     if state.status != "running":
         return state.status
+    if state.phase in _HOOK_PHASES:
+        return f"running its {PHASE_LABELS[state.phase]}s"
     return (
         f"{state.phase or 'starting'} {state.percent:.0f}% "
         f"({_size(state.bytes_transferred)} of {_size(state.total_bytes)}, "
@@ -127,6 +124,10 @@ def summary(state: JobState) -> str:
     parts = [f"{state.job_id}: {'dry run ' if dry else ''}{state.status}"]
     if state.duration_seconds is not None:
         parts.append(f"in {state.duration_seconds:.1f}s")
+    if state.status == "skipped":
+        # A before hook said there was nothing to do: nothing was transferred or verified.
+        parts.append(f"— {state.error}" if state.error else "")
+        return " ".join(part for part in parts if part)
     files = f"{state.files_transferred} files, {_size(state.bytes_transferred)}"
     parts.append(f"— would transfer {files}" if dry else f"— {files}")
     d = state.deletion

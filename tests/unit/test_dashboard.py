@@ -166,6 +166,36 @@ def test_the_overview_reads_states_and_unknown_statuses(config: Any) -> None:
     assert "mdi:skip-next-circle" in manual and "skipped</td>" in manual
 
 
+def test_the_overview_names_the_hook_that_runs(config: Any) -> None:
+    states = {
+        "sensor.backup_photos_status": "running",
+        "sensor.backup_photos_phase": "before_hook",
+        "sensor.backup_photos_progress": "0",
+        "sensor.backup_camera_uploads_status": "running",
+        "sensor.backup_camera_uploads_phase": "after_hook",
+        "sensor.backup_manual_status": "running",
+        "sensor.backup_manual_phase": "transferring",
+        "sensor.backup_manual_progress": "12",
+    }
+    photos, camera, manual = overview_html(config, states)[2:-1]
+    assert "</font> running (before hook)</td>" in photos
+    assert "</font> running (after hook)</td>" in camera
+    assert "</font> running 12 %</td>" in manual
+
+
+def test_each_job_shows_its_phase_while_it_runs(config: Any) -> None:
+    view = dashboard_view(config, ["photos"])
+    rows = view["sections"][1]["cards"][1]["entities"]
+    phase_rows = [r for r in rows if r.get("row", {}).get("entity") == "sensor.backup_photos_phase"]
+    assert phase_rows == [
+        {
+            "type": "conditional",
+            "conditions": [{"entity": "sensor.backup_photos_status", "state": "running"}],
+            "row": {"entity": "sensor.backup_photos_phase", "name": "Phase"},
+        }
+    ]
+
+
 def test_sizes_in_readable_units(config: Any) -> None:
     view = dashboard_view(config, ["camera-uploads"])
     sizes = [c for c in view["sections"][1]["cards"] if c["type"] == "markdown"][0]

@@ -76,7 +76,14 @@ def test_entities_and_shared_blocks(make_config: Any, fmt: str) -> None:
         ]  # fmt: skip
         assert "json_attributes_topic" not in entity
     assert found["status"]["options"] == [
-        "idle", "queued", "running", "completed", "failed", "cancelled", "interrupted"
+        "idle", "queued", "running", "completed", "failed", "cancelled", "skipped", "interrupted"
+    ]  # fmt: skip
+    assert found["phase"]["options"] == [
+        "before_hook", "transferring", "verifying", "deleting", "on_failure_hook", "after_hook",
+        "done",
+    ]  # fmt: skip
+    assert found["run_finished"]["event_types"] == [
+        "completed", "failed", "cancelled", "skipped", "interrupted"
     ]  # fmt: skip
     assert found["speed"]["state_class"] == "measurement"
     assert found["speed"]["device_class"] == "data_rate"
@@ -164,6 +171,28 @@ def test_overdue_for_never_succeeded_and_manual_jobs(config: Any) -> None:
     assert render(found["overdue"]["value_template"], ran_and_failed, NOW) == "ON"
     manual = entities(discovery_messages(config, "manual"))
     assert manual["overdue"]["value_template"] == "OFF"
+
+
+def test_a_skipped_run_is_no_problem_but_stays_overdue(config: Any) -> None:
+    found = entities(discovery_messages(config, "photos"))
+    skipped = state_payload(
+        status="skipped", last_result="skipped", finished_at=NOW, error="skipped: disk absent",
+        last_success_at=NOW - timedelta(days=3),
+    )  # fmt: skip
+    assert render(found["problem"]["value_template"], skipped, NOW) == "OFF"
+    # The disk that is never there: the last success ages on, and Overdue turns on.
+    assert render(found["overdue"]["value_template"], skipped, NOW) == "ON"
+    assert render(found["status"]["value_template"], skipped, NOW) == "skipped"
+
+
+def test_a_completed_run_whose_after_hook_failed_is_a_problem(config: Any) -> None:
+    found = entities(discovery_messages(config, "photos"))
+    warned = state_payload(
+        status="completed", last_result="completed", finished_at=NOW, last_success_at=NOW,
+        error="after hook 1 (umount) exited 32: target is busy",
+    )  # fmt: skip
+    assert render(found["problem"]["value_template"], warned, NOW) == "ON"
+    assert render(found["overdue"]["value_template"], warned, NOW) == "OFF"
 
 
 def test_a_last_success_in_the_future_is_overdue(config: Any) -> None:

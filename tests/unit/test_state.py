@@ -220,3 +220,39 @@ def test_a_dry_run_is_never_a_success() -> None:
     assert json.loads(final.to_json())["dry_run"] is True
     again = st.started(final, "r3", "schedule", T0 + timedelta(minutes=1))
     assert not again.dry_run
+
+
+def test_hook_phases_come_before_and_after_the_engines() -> None:
+    start = st.started(
+        st.initial("photos", "Photos", "verify_then_delete"), "r1", "cli", T0, phase="before_hook"
+    )
+    assert (start.status, start.phase, start.deletion.phase) == ("running", "before_hook", None)
+    s = st.apply(start, PhaseStarted("transferring"), T0 + timedelta(seconds=1))
+    assert s.phase == s.deletion.phase == "transferring"
+    s = st.apply(s, PhaseStarted("verifying"), T0 + timedelta(seconds=2))
+    s = st.hook_started(s, "on_failure", T0 + timedelta(seconds=3))
+    assert (s.phase, s.deletion.phase) == ("on_failure_hook", "verifying")
+    s = st.hook_started(s, "after", T0 + timedelta(seconds=4))
+    assert s.phase == "after_hook"
+    final = st.finished(s, RunOutcome("failed", error="boom"), T0 + timedelta(seconds=5))
+    assert (final.phase, final.deletion.phase) == ("done", "done")
+
+
+def test_the_transfer_cannot_start_again_later_in_a_run() -> None:
+    s = st.apply(running(), PhaseStarted("verifying"), T0)
+    with pytest.raises(ValueError, match="transferring can only follow"):
+        st.apply(s, PhaseStarted("transferring"), T0)
+    with pytest.raises(ValueError, match="hooks for a job that is idle"):
+        st.hook_started(st.initial("photos", "Photos"), "after", T0)
+
+
+def test_a_skipped_run_is_terminal_and_never_a_success() -> None:
+    before = T0 - timedelta(days=3)
+    state = st.initial("photos", "Photos").model_copy(update={"last_success_at": before})
+    start = st.started(state, "r2", "schedule", T0, phase="before_hook")
+    reason = "skipped by before hook 1 (mount-disk): the backup disk is not connected"
+    final = st.finished(start, RunOutcome("skipped", error=reason), T0 + timedelta(seconds=2))
+    assert final.is_terminal and not final.is_active
+    assert (final.status, final.last_result, final.error) == ("skipped", "skipped", reason)
+    assert final.last_success_at == before
+    assert final.percent == 0
