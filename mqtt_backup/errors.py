@@ -23,6 +23,10 @@ class RcloneNotFound(RcloneError):
     """The rclone binary does not exist or is not executable."""
 
 
+class ProgramNotStarted(MqttBackupError):
+    """A program other than rclone (a hook) does not exist or cannot be executed."""
+
+
 class JobBusy(MqttBackupError):
     """The job is already running (in this process or another one)."""
 

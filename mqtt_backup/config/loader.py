@@ -151,7 +151,38 @@ def _with_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         # A bare name is looked up on PATH, as a shell does; a path with a folder is a file.
         if os.sep in binary:
             data = _replace(data, ("rclone", "binary"), lambda value: _absolute(value, base))
+    data = _replace(data, ("hooks",), lambda hooks: _hook_programs(hooks, base))
+    jobs = data.get("jobs")
+    if isinstance(jobs, dict):
+        data = {
+            **data,
+            "jobs": {
+                job_id: _replace(job, ("hooks",), lambda hooks: _hook_programs(hooks, base))
+                if isinstance(job, dict)
+                else job
+                for job_id, job in jobs.items()
+            },
+        }
     return data
+
+
+def _hook_programs(hooks: Any, base: Path) -> Any:
+    """Each hook's program made absolute when it names a folder, as rclone.binary is."""
+    if not isinstance(hooks, dict):
+        return hooks  # the model says what is wrong with it
+    out = dict(hooks)
+    for kind, entries in hooks.items():
+        if isinstance(entries, list):
+            out[kind] = [_hook_program(entry, base) for entry in entries]
+    return out
+
+
+def _hook_program(hook: Any, base: Path) -> Any:
+    if isinstance(hook, dict):
+        return {**hook, "run": _hook_program(hook.get("run"), base)} if "run" in hook else hook
+    if isinstance(hook, list) and hook and isinstance(hook[0], str) and os.sep in hook[0]:
+        return [_absolute(hook[0], base), *hook[1:]]
+    return hook
 
 
 def _replace(

@@ -29,6 +29,8 @@ from mqtt_backup.scheduling.triggers import Schedule, parse_schedule
 
 ID_PATTERN = r"^[a-z0-9_-]{1,64}$"
 DEFAULT_STALL_TIMEOUT = timedelta(minutes=10)
+DEFAULT_HOOK_TIMEOUT = timedelta(minutes=5)
+MAX_HOOKS = 20
 PASSWORD_ENV = "MQTT_BACKUP_MQTT_PASSWORD"  # noqa: S105 - a variable name
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -214,6 +216,98 @@ class DeletionConfig(_Model):
     )
 
 
+class HookConfig(_Model):
+    """One program run around a backup (docs/hooks.md); written as its argv list, or as this."""
+
+    run: list[str] = Field(
+        min_length=1,
+        description="the program and its arguments; a shell only when written [sh, -c, '…']",
+    )
+    timeout: Duration = Field(
+        DEFAULT_HOOK_TIMEOUT, description="stop the hook (and fail the run) after this long"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _argv_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            # Never split a string or hand it to a shell: the user says which program runs.
+            raise ValueError(
+                "a hook is a list: the program and its arguments, like "
+                "[/usr/local/bin/mount-backup-disk, --wait], or [sh, -c, '…'] for a shell"
+            )
+        return {"run": value} if isinstance(value, list) else value
+
+    @field_validator("run", mode="before")
+    @classmethod
+    def _only_strings(cls, argv: Any) -> Any:
+        if isinstance(argv, str):
+            raise ValueError("write the program and its arguments as a list, not one string")
+        if isinstance(argv, list):
+            for number, arg in enumerate(argv, 1):
+                if not isinstance(arg, str):
+                    # YAML reads 0755 as 493 and yes as true: a number or a switch is refused,
+                    # not passed on changed.
+                    raise ValueError(
+                        f"argument {number} ({arg!r}) is not text; quote it ('{arg}')"
+                    )
+            if not argv:
+                raise ValueError("is empty; name the program to run")
+            if not argv[0]:
+                raise ValueError("the program name is empty")
+        return argv
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @property
+    def program(self) -> str:
+        """The program's file name, which names the hook in messages (never its arguments)."""
+        return os.path.basename(self.run[0]) or self.run[0]
+
+
+HookList = Annotated[list[HookConfig], Field(max_length=MAX_HOOKS)]
+
+
+class HooksConfig(_Model):
+    """Programs run before and after a job's backup. In a job, each list it sets replaces the
+    list of that name in the global ``hooks``; an empty list switches the global one off."""
+
+    before: HookList | None = Field(
+        default=None,
+        description="before the backup; exit 75 skips the run, any other failure fails it",
+    )
+    on_failure: HookList | None = Field(default=None, description="after a run that failed")
+    after: HookList | None = Field(
+        default=None, description="after a completed or failed run whose before hooks all succeeded"
+    )
+
+    @field_validator("before", "on_failure", "after", mode="before")
+    @classmethod
+    def _a_list(cls, value: Any) -> Any:
+        if isinstance(value, str | dict):
+            raise ValueError(
+                "write a list of hooks, each a list of the program and its arguments: "
+                "- [/usr/local/bin/mount-backup-disk]"
+            )
+        return value
+
+    def under(self, default: HooksConfig) -> HooksConfig:
+        """These hooks, each list not set here taken from ``default``, and every list set."""
+        return HooksConfig(
+            before=self.before if self.before is not None else default.before or [],
+            on_failure=self.on_failure if self.on_failure is not None else default.on_failure or [],
+            after=self.after if self.after is not None else default.after or [],
+        )
+
+    def all(self) -> list[HookConfig]:
+        return [*(self.before or []), *(self.on_failure or []), *(self.after or [])]
+
+
 class JobConfig(_Model):
     name: str | None = Field(None, max_length=200, description="display name (any text)")
     source: str = Field(min_length=1, description="rclone path to back up")
@@ -243,6 +337,10 @@ class JobConfig(_Model):
     )
     global_monitors: bool = Field(
         True, description="whether the top-level monitors report this job too"
+    )
+    hooks: HooksConfig = Field(
+        HooksConfig(),
+        description="programs run before and after this job; each list replaces the global one",
     )
 
     @field_validator("schedule", mode="before")
@@ -410,6 +508,9 @@ class AppConfig(_Model):
         default_factory=lambda: MonitorDelivery.model_validate({}),
         description="timeouts, retries and age limit of pings",
     )
+    hooks: HooksConfig = Field(
+        HooksConfig(), description="hooks of every job that sets no list of its own"
+    )
 
     @field_validator("http", mode="before")
     @classmethod
@@ -468,3 +569,7 @@ class AppConfig(_Model):
 
     def has_monitors(self) -> bool:
         return bool(self.monitors) or any(job.monitors for job in self.jobs.values())
+
+    def job_hooks(self, job_id: str) -> HooksConfig:
+        """The hooks a run of the job runs: its own lists, else the global ones."""
+        return self.jobs[job_id].hooks.under(self.hooks)

@@ -1,4 +1,4 @@
-"""The only module that starts processes: run rclone, stream its stderr, stop it politely."""
+"""The only module that starts processes: rclone and hooks, their output, stopping them politely."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mqtt_backup.engine.orphans import die_with_parent, start_time
 from mqtt_backup.engine.watchdog import Watchdog
-from mqtt_backup.errors import RcloneError, RcloneNotFound
+from mqtt_backup.errors import ProgramNotStarted, RcloneError, RcloneNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +64,13 @@ def _not_found(binary: str) -> RcloneNotFound:
     return RcloneNotFound(f"rclone not found at {binary}; install it or set rclone.binary")
 
 
-def _signal_group(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+def _signal_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
     # The group may already be gone: stopping is then done.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
 
 
-def _stop(proc: subprocess.Popen[str], grace: float) -> None:
+def _stop(proc: subprocess.Popen[Any], grace: float) -> None:
     """SIGINT the whole group (rclone cleans up), then SIGTERM, then SIGKILL."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         _signal_group(proc, sig)
@@ -90,7 +91,7 @@ class _ExitWatch:
     of a run would pay on average at its exit.
     """
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[Any]) -> None:
         self._proc = proc
         self._fd: int | None = None
         # poll, not select: a daemon with many files open may hand out descriptors >= 1024.
@@ -176,6 +177,22 @@ def run(
 
     reader = threading.Thread(target=read, name=f"{name}-stderr", daemon=True)
     reader.start()
+    cancelled, timed_out, stalled = _wait(proc, cancel, deadline, grace, watchdog)
+    reader.join()
+    if proc.stderr is not None:
+        proc.stderr.close()
+    stats_error = watchdog.last_error if watchdog is not None else None
+    return ProcessResult(proc.wait(), cancelled, timed_out, stalled, stats_error)
+
+
+def _wait(
+    proc: subprocess.Popen[Any],
+    cancel: threading.Event,
+    deadline: float | None,
+    grace: float,
+    watchdog: Watchdog | None = None,
+) -> tuple[bool, bool, bool]:
+    """Wait for the process to end, or stop it: (cancelled, timed out, stalled)."""
     cancelled = timed_out = stalled = False
     try:
         with _ExitWatch(proc) as exited:
@@ -195,17 +212,106 @@ def run(
                 _stop(proc, grace)
                 break
     except BaseException:
-        # Never leave rclone running behind an error of this thread (or a KeyboardInterrupt).
+        # Never leave a process running behind an error of this thread (or a KeyboardInterrupt).
         _stop(proc, grace)
         raise
-    reader.join()
-    if proc.stderr is not None:
-        proc.stderr.close()
-    stats_error = watchdog.last_error if watchdog is not None else None
-    return ProcessResult(proc.wait(), cancelled, timed_out, stalled, stats_error)
+    return cancelled, timed_out, stalled
 
 
-def _started(proc: subprocess.Popen[str], on_start: Callable[[int, int], None] | None) -> None:
+@dataclass(slots=True)
+class ProgramResult:
+    """How a program other than rclone ended (a hook); ``output`` is the end of what it wrote."""
+
+    returncode: int
+    output: str = ""
+    # Bytes of output dropped from the front to keep ``output`` within its limit.
+    dropped: int = 0
+    cancelled: bool = False
+    timed_out: bool = False
+
+
+# How long the output of a program that ended is read on: a child it left running (a mount
+# helper that forks into the background) may hold the pipe open for good.
+_OUTPUT_DRAIN_SECONDS = 1.0
+
+
+def run_program(
+    argv: list[str],
+    *,
+    cancel: threading.Event,
+    deadline: float | None,
+    env: Mapping[str, str],
+    limit: int,
+    name: str,
+    grace: float = GRACE_SECONDS,
+    on_start: Callable[[int, int], None] | None = None,
+) -> ProgramResult:
+    """Run a program until it exits, is cancelled or passes ``deadline`` (time.monotonic()).
+
+    Like ``run``: its own process group, stopped with SIGINT, SIGTERM, then SIGKILL; SIGTERM
+    if the calling thread ends first; ``on_start`` is told its pid and start time. Its
+    standard output and error are kept together, the last ``limit`` bytes of them. argv is
+    never given to a shell. Raises ProgramNotStarted when the program cannot be started.
+    """
+    if cancel.is_set():
+        return ProgramResult(-int(signal.SIGINT), cancelled=True)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            preexec_fn=die_with_parent(),
+        )
+    except FileNotFoundError:
+        raise ProgramNotStarted(f"{argv[0]} not found") from None
+    except PermissionError:
+        raise ProgramNotStarted(f"{argv[0]} cannot be run (permission denied)") from None
+    except OSError as exc:
+        raise ProgramNotStarted(f"{argv[0]} cannot be run ({exc.strerror or exc})") from None
+    _started(proc, on_start)
+    tail = _Tail(limit)
+
+    def read() -> None:
+        assert proc.stdout is not None  # noqa: S101 - Popen was given stdout=PIPE
+        # Chunks, not lines: a program that writes without line breaks never grows memory.
+        while chunk := os.read(proc.stdout.fileno(), 65536):
+            tail.add(chunk)
+
+    reader = threading.Thread(target=read, name=f"{name}-output", daemon=True)
+    reader.start()
+    cancelled, timed_out, _ = _wait(proc, cancel, deadline, grace)
+    reader.join(_OUTPUT_DRAIN_SECONDS)
+    returncode = proc.wait()
+    output, dropped = tail.text()
+    return ProgramResult(returncode, output, dropped, cancelled, timed_out)
+
+
+class _Tail:
+    """The last ``limit`` bytes written, and how many came before them."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._kept = bytearray()
+        self._dropped = 0
+        self._lock = threading.Lock()
+
+    def add(self, chunk: bytes) -> None:
+        with self._lock:
+            self._kept += chunk
+            over = len(self._kept) - self._limit
+            if over > 0:
+                del self._kept[:over]
+                self._dropped += over
+
+    def text(self) -> tuple[str, int]:
+        with self._lock:
+            return self._kept.decode("utf-8", errors="replace"), self._dropped
+
+
+def _started(proc: subprocess.Popen[Any], on_start: Callable[[int, int], None] | None) -> None:
     if on_start is None:
         return
     started = start_time(proc.pid)
@@ -214,7 +320,7 @@ def _started(proc: subprocess.Popen[str], on_start: Callable[[int, int], None] |
     try:
         on_start(proc.pid, started)
     except Exception:  # rclone runs and must be waited for, whatever the record did
-        logger.exception("recording rclone's process %d failed", proc.pid)
+        logger.exception("recording the process %d failed", proc.pid)
 
 
 def run_capture(

@@ -8,7 +8,7 @@ What is a secret:
   secret, and masking it would hide what failed); in any value, a URL's password and
   the values of its secret-looking query parameters; in a JSON value (an OAuth token),
   each string leaf as well as the whole;
-- the values of secret-looking flags in ``extra_args`` (``--sftp-pass X``,
+- the values of secret-looking flags in ``extra_args`` and hooks (``--sftp-pass X``,
   ``--s3-secret-access-key=X``) and of ``RCLONE_…`` environment variables, which rclone
   repeats in its debug output, and the credential in a ``--header`` for authorization;
 - of a monitor (config/monitors.py): its URL, the URL's token, its access token and the
@@ -236,6 +236,10 @@ def config_secrets(config: AppConfig, environ: Mapping[str, str] | None = None) 
         secrets |= flag_secrets(job.extra_args)
     for entry in [*config.monitors, *(e for job in config.jobs.values() for e in job.monitors)]:
         secrets |= Secrets(frozenset(entry.monitor.secret_values()))
+    # A hook's arguments too (``--password X``): its output and errors are shown and kept.
+    for hooks in (config.hooks, *(job.hooks for job in config.jobs.values())):
+        for hook in hooks.all():
+            secrets |= flag_secrets(hook.run)
     return secrets
 
 
