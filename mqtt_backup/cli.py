@@ -37,6 +37,8 @@ from mqtt_backup.logs import setup as setup_logging
 from mqtt_backup.redaction.secrets import config_secrets
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# A before hook skipped the run: EX_TEMPFAIL, the code the hook itself exits with to skip.
+EXIT_SKIPPED = 75
 NO_WIDTH_LIMIT = 10_000
 # Commands that talk to the broker, or describe its entities: under the Home Assistant
 # Supervisor, a config without a broker host gets the Supervisor's broker for them.
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     hist = sub.add_parser("history", help="past runs of a job")
     hist.add_argument("job", metavar="JOB")
     hist.add_argument("--limit", type=int, default=20, help="how many runs (default: 20)")
+    hist.add_argument("--hooks", action="store_true", help="also print each hook's output")
     sub.add_parser("healthcheck", help="exit 0 while a serve of this config is alive")
     dash = sub.add_parser("dashboard", help="print a Home Assistant dashboard view of the jobs")
     dash.add_argument("--jobs", metavar="A,B", help="only these jobs, in this order")
@@ -113,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return show_status(config, as_json=args.json)
         if args.command == "history":
-            return show_history(config, args.job, args.limit)
+            return show_history(config, args.job, args.limit, hook_output=args.hooks)
         if args.command == "dashboard":
             return print_dashboard(config, args.jobs)
         from mqtt_backup import daemon
@@ -209,6 +212,8 @@ def run_job(
     print(summary(final))
     if metrics_file is not None:
         _write_metrics(metrics_file, final, config)
+    if final.status == "skipped":
+        return EXIT_SKIPPED
     return EXIT_OK if final.status == "completed" else EXIT_FAILED
 
 
@@ -325,17 +330,25 @@ def _kept(run: RunRecord) -> str:
     return "\n".join(lines)
 
 
-def show_history(config: AppConfig, job_id: str, limit: int) -> int:
+def _hooks(run: RunRecord) -> str:
+    """One line per hook that ran: which, and how it ended."""
+    return "\n".join(str(hook.get("sentence", "")) for hook in run.hook_records())
+
+
+def show_history(config: AppConfig, job_id: str, limit: int, *, hook_output: bool = False) -> int:
     if job_id not in config.jobs:
         return _unknown_job(config, job_id)
     with History(config.state_dir) as history:
         runs = history.runs(job_id, limit)
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"runs of {job_id}")
-    for column in ("started", "trigger", "status", "files", "bytes", "deleted", "kept", "error"):
+    for column in ("started", "trigger", "status", "files", "bytes", "deleted", "kept"):
         table.add_column(column)
+    table.add_column("hooks")
+    table.add_column("error")
     for r in runs:
         table.add_row(
             r.started_at,
@@ -345,9 +358,25 @@ def show_history(config: AppConfig, job_id: str, limit: int) -> int:
             str(r.bytes_transferred),
             str(r.files_deleted),
             _kept(r),
-            r.error or "",
+            # Text, not markup: a program's output may hold anything, brackets included.
+            Text(_hooks(r)),
+            Text(r.error or ""),
         )
     Console(width=160).print(table)
+    if hook_output:
+        _print_hook_output(runs)
     if not runs:
         print(f"{job_id} has not run yet")
     return EXIT_OK
+
+
+def _print_hook_output(runs: list[RunRecord]) -> None:
+    """Each hook's output as history keeps it (masked, the end of it), newest run first."""
+    for run in runs:
+        for hook in run.hook_records():
+            print(f"\n== run {run.run_id} ({run.started_at}): {hook.get('sentence', '')}")
+            dropped = hook.get("dropped")
+            if isinstance(dropped, int) and dropped > 0:
+                print(f"[{dropped} bytes of earlier output not kept]")
+            output = str(hook.get("output") or "")
+            print(output if output.endswith("\n") or not output else output + "\n", end="")

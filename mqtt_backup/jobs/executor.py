@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mqtt_backup.config.models import AppConfig, JobConfig
-from mqtt_backup.engine.events import Event, ProcessStarted, Progress, RunOutcome
+from mqtt_backup.config.models import AppConfig, HooksConfig, JobConfig
+from mqtt_backup.engine import hooks as hk
+from mqtt_backup.engine.events import Event, HookKind, ProcessStarted, Progress, RunOutcome
 from mqtt_backup.engine.orphans import stop_leftover
 from mqtt_backup.errors import JobBusy, MqttBackupError
 from mqtt_backup.jobs import state as st
@@ -197,13 +200,7 @@ class JobExecutor:
         attempt = 1
         while True:
             final, retryable = self._one_run(job_id, job, trigger, cancel, dry_run, attempt)
-            retry = (
-                final.status == "failed"
-                and retryable
-                and attempt <= job.retries
-                and not cancel.is_set()
-            )
-            if not retry:
+            if not _retries(final.status, retryable, attempt, job, cancel):
                 return final
             delay = job.retry_delay.total_seconds()
             logger.info("job %s: attempt %d failed, retrying in %.0fs", job_id, attempt, delay)
@@ -231,7 +228,7 @@ class JobExecutor:
                     outcome = RunOutcome("cancelled", error="cancelled before it started")
                     return self._finish_unstarted(job_id, run_id, trigger, outcome, attempt), False
         try:
-            return self._transfer(job_id, job, run_id, trigger, cancel, dry_run, attempt)
+            return self._execute(job_id, job, run_id, trigger, cancel, dry_run, attempt)
         finally:
             self._slots.release()
 
@@ -243,7 +240,7 @@ class JobExecutor:
         self.history.start_run(running, attempt)
         return self._finish(st.finished(running, outcome, now))
 
-    def _transfer(
+    def _execute(
         self,
         job_id: str,
         job: JobConfig,
@@ -253,11 +250,108 @@ class JobExecutor:
         dry_run: bool,
         attempt: int,
     ) -> tuple[JobState, bool]:
-        running = st.started(self.state(job_id), run_id, trigger, st.utcnow(), dry_run=dry_run)
+        """One run that got a slot, from its first state to its recorded end."""
+        hooks = self.config.job_hooks(job_id)
+        first: st.StatePhase = "before_hook" if hooks.before else "transferring"
+        running = st.started(
+            self.state(job_id), run_id, trigger, st.utcnow(), dry_run=dry_run, phase=first
+        )
         self.history.start_run(running, attempt, dry_run)
         logger.info("job %s run %s started (%s, attempt %d)", job_id, run_id, trigger, attempt)
         self.sinks.run_started(running)
         self._set(running)
+        run = _Run(
+            job,
+            hooks,
+            hk.HookRun(job_id, running.name, run_id, trigger, attempt, dry_run),
+            cancel,
+        )
+        try:
+            outcome = self._stages(run)
+        except MqttBackupError as exc:
+            outcome = RunOutcome("failed", error=str(exc))
+        except Exception:  # the terminal state must be reached whatever happened
+            logger.exception("job %s run %s: unexpected error", job_id, run_id)
+            outcome = RunOutcome("failed", error="internal error; see the log")
+        final = st.finished(self.state(job_id), outcome, st.utcnow())
+        return self._finish(final, outcome.kept_files, run.results), outcome.retryable
+
+    def _stages(self, run: _Run) -> RunOutcome:
+        """Before hooks, the backup, then on-failure and after hooks (docs/hooks.md)."""
+        facts = run.facts
+        stopped = hk.before_outcome(self._hooks(run, "before", status="running"))
+        if stopped is not None:
+            # The backup never started. On-failure hooks still hear of a failure; after hooks
+            # clean up after a backup, and there was none.
+            if stopped.status == "failed":
+                self._closing(run, "on_failure", stopped)
+            return stopped
+        outcome = self._backup(facts.job_id, run.job, facts.run_id, run.cancel, facts.dry_run)
+        if outcome.status == "failed":
+            self._closing(run, "on_failure", outcome)
+        if outcome.status in ("completed", "failed"):
+            outcome = hk.after_outcome(outcome, self._closing(run, "after", outcome))
+        return outcome
+
+    def _closing(self, run: _Run, kind: HookKind, outcome: RunOutcome) -> list[hk.HookResult]:
+        """On-failure or after hooks, told how the run ended; none once the run was cancelled."""
+        if run.cancel.is_set():
+            return []
+        return self._hooks(
+            run,
+            kind,
+            status=outcome.status,
+            error=outcome.error or outcome.warning,
+            will_retry=_retries(
+                outcome.status, outcome.retryable, run.facts.attempt, run.job, run.cancel
+            ),
+        )
+
+    def _hooks(
+        self,
+        run: _Run,
+        kind: HookKind,
+        *,
+        status: str,
+        error: str | None = None,
+        will_retry: bool = False,
+    ) -> list[hk.HookResult]:
+        hooks = getattr(run.hooks, kind)
+        if not hooks:
+            return []
+        job_id, run_id = run.facts.job_id, run.facts.run_id
+        if kind != "before":  # the run started in the before hooks' phase
+            self.update(job_id, lambda current: st.hook_started(current, kind, st.utcnow()))
+        masker = self._masker
+        env = hk.environment(
+            os.environ,
+            run.facts,
+            kind,
+            status=status,
+            error=masker.mask(error) if error else None,
+            will_retry=will_retry,
+        )
+
+        def record(pid: int, started: int) -> None:
+            # A hook left running by a crash is stopped at the next start, as rclone is.
+            self.history.add_process(run_id, pid, started)
+
+        ran = hk.run_hooks(
+            hooks,
+            kind,
+            job_id=job_id,
+            env=env,
+            cancel=run.cancel,
+            mask=masker.mask,
+            on_start=record,
+        )
+        run.results += ran
+        return ran
+
+    def _backup(
+        self, job_id: str, job: JobConfig, run_id: str, cancel: threading.Event, dry_run: bool
+    ) -> RunOutcome:
+        """The engine's run: transfer, and verify-then-delete when configured."""
         work_dir = Path(self.config.state_dir) / "work" / run_id
         work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -276,7 +370,7 @@ class JobExecutor:
                 self.update(job_id, lambda _: new)
 
         try:
-            outcome = self._engine(
+            return self._engine(
                 job_id,
                 job,
                 self.config.rclone,
@@ -285,17 +379,15 @@ class JobExecutor:
                 work_dir=work_dir,
                 dry_run=dry_run,
             )
-        except MqttBackupError as exc:
-            outcome = RunOutcome("failed", error=str(exc))
-        except Exception:  # the terminal state must be reached whatever happened
-            logger.exception("job %s run %s: unexpected error", job_id, run_id)
-            outcome = RunOutcome("failed", error="internal error; see the log")
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
-        final = st.finished(self.state(job_id), outcome, st.utcnow())
-        return self._finish(final, outcome.kept_files), outcome.retryable
 
-    def _finish(self, final: JobState, kept_files: dict[str, list[str]] | None = None) -> JobState:
+    def _finish(
+        self,
+        final: JobState,
+        kept_files: dict[str, list[str]] | None = None,
+        hooks: list[hk.HookResult] | None = None,
+    ) -> JobState:
         if final.error or final.log_tail:
             # The engine masks what it reports; this also covers the config's other secrets.
             final = final.model_copy(
@@ -304,7 +396,7 @@ class JobExecutor:
                     "log_tail": tuple(self._masker.mask(line) for line in final.log_tail),
                 }
             )
-        self.history.finish_run(final, kept_files)
+        self.history.finish_run(final, kept_files, [result.record() for result in hooks or []])
         self._set(final)
         logger.info("run %s: %s", final.run_id, summary(final))
         for reason, names in sorted((kept_files or {}).items()):
@@ -319,3 +411,21 @@ class JobExecutor:
             )
         self.sinks.run_finished(final)
         return final
+
+
+@dataclass(slots=True)
+class _Run:
+    """One attempt's hooks and what they are told; ``results`` grows as each hook ends."""
+
+    job: JobConfig
+    hooks: HooksConfig
+    facts: hk.HookRun
+    cancel: threading.Event
+    results: list[hk.HookResult] = field(default_factory=list)
+
+
+def _retries(
+    status: str, retryable: bool, attempt: int, job: JobConfig, cancel: threading.Event
+) -> bool:
+    """Whether a run that ended so is followed by another attempt."""
+    return status == "failed" and retryable and attempt <= job.retries and not cancel.is_set()

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     files_kept INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     dry_run INTEGER NOT NULL DEFAULT 0,
-    kept TEXT
+    kept TEXT,
+    hooks TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job_id, started_at);
 CREATE TABLE IF NOT EXISTS job_states (
@@ -74,8 +75,9 @@ CREATE TABLE IF NOT EXISTS run_processes (
 def _migrate(db: sqlite3.Connection) -> None:
     """Add the columns that later versions keep to a history an older version created."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-    if "kept" not in columns:
-        db.execute("ALTER TABLE runs ADD COLUMN kept TEXT")
+    for column in ("kept", "hooks"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
 
 
 class _Corrupt(sqlite3.DatabaseError):
@@ -124,6 +126,18 @@ class RunRecord:
     error: str | None
     dry_run: bool
     kept: str | None = None
+    # JSON: the run's hooks, each as engine/hooks.py's HookResult.record() wrote it.
+    hooks: str | None = None
+
+    def hook_records(self) -> list[dict[str, object]]:
+        """The run's hooks in the order they ran: kind, program, ending, masked output, …"""
+        try:
+            found = json.loads(self.hooks) if self.hooks else []
+        except ValueError:
+            return []
+        if not isinstance(found, list):
+            return []
+        return [hook for hook in found if isinstance(hook, dict)]
 
     def kept_reasons(self) -> dict[str, dict[str, object]]:
         """Kept files by reason: ``{"differs": {"count": 1, "files": ["a.jpg"]}}``."""
@@ -263,11 +277,15 @@ class History:
             self._save_state(db, state)
 
     def finish_run(
-        self, state: JobState, kept_files: dict[str, list[str]] | None = None
+        self,
+        state: JobState,
+        kept_files: dict[str, list[str]] | None = None,
+        hooks: list[dict[str, object]] | None = None,
     ) -> None:
         """Record the terminal state of a run and make it the job's last state.
 
-        ``kept_files`` names the first few source files kept for each reason.
+        ``kept_files`` names the first few source files kept for each reason; ``hooks`` holds
+        each hook that ran, its output already masked.
         """
         d = state.deletion
         kept = {
@@ -278,7 +296,7 @@ class History:
             db.execute(
                 "UPDATE runs SET finished_at=?, status=?, bytes_transferred=?,"
                 " files_transferred=?, files_verified=?, files_deleted=?, bytes_deleted=?,"
-                " files_kept=?, error=?, kept=? WHERE run_id=?",
+                " files_kept=?, error=?, kept=?, hooks=? WHERE run_id=?",
                 (
                     _ms(state.finished_at),
                     state.status,
@@ -290,6 +308,7 @@ class History:
                     d.files_kept,
                     state.error,
                     json.dumps(kept) if kept else None,
+                    json.dumps(hooks) if hooks else None,
                     state.run_id,
                 ),
             )
