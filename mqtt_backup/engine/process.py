@@ -71,16 +71,55 @@ def _signal_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
 
 
 def _stop(proc: subprocess.Popen[Any], grace: float) -> None:
-    """SIGINT the whole group (rclone cleans up), then SIGTERM, then SIGKILL."""
+    """SIGINT the whole group (rclone cleans up), then SIGTERM, then SIGKILL; then the rest."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         _signal_group(proc, sig)
         try:
             proc.wait(timeout=grace)
-            return
+            break
         except subprocess.TimeoutExpired:
             continue
+    else:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+    _stop_rest(proc, grace)
+
+
+def _stop_rest(proc: subprocess.Popen[Any], grace: float) -> None:
+    """What the stopped process left of its group: a shell's background job ignores SIGINT."""
+    if not _group_running(proc.pid):
+        return
+    _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _group_running(proc.pid):
+            return
+        time.sleep(_POLL_SECONDS)
     _signal_group(proc, signal.SIGKILL)
-    proc.wait()
+
+
+def _group_running(group: int) -> bool:
+    """Whether a process of ``group`` still runs; a zombie waiting to be reaped does not."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:  # no /proc: ask the kernel, which also counts zombies
+        try:
+            os.killpg(group, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{name}/stat").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        # After the command name, which may hold spaces: state, parent, process group.
+        fields = text[text.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(group) and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 class _ExitWatch:
