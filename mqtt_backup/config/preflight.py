@@ -5,10 +5,11 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from mqtt_backup.config.models import AppConfig
+from mqtt_backup.config.models import AppConfig, HooksConfig
 from mqtt_backup.errors import RcloneError
 
 # rclone's own test for "remote:path": a name of these characters, or ":backend,opts:".
@@ -33,6 +34,7 @@ def check(config: AppConfig) -> tuple[tuple[int, int, int] | None, list[Finding]
     findings += _sources(config)
     findings += _state_dir(config.state_dir)
     findings += _http(config)
+    findings += _hooks(config)
     return version, findings
 
 
@@ -182,3 +184,24 @@ def _http(config: AppConfig) -> list[Finding]:
             error=False,
         )
     ]
+
+
+def _hooks(config: AppConfig) -> list[Finding]:
+    """Each hook's program exists and may be run by this user (else every run fails)."""
+    owners: list[tuple[tuple[str, ...], HooksConfig]] = [(("hooks",), config.hooks)]
+    owners += [(("jobs", job_id, "hooks"), job.hooks) for job_id, job in config.jobs.items()]
+    findings = []
+    for prefix, hooks in owners:
+        for kind in ("before", "on_failure", "after"):
+            for number, hook in enumerate(getattr(hooks, kind) or []):
+                program = hook.run[0]
+                if os.sep in program:
+                    usable = os.path.isfile(program) and os.access(program, os.X_OK)
+                    problem = f"{program!r} does not exist or is not executable"
+                else:
+                    usable = shutil.which(program) is not None
+                    problem = f"{program!r} is not found on PATH"
+                if not usable:
+                    key = (*prefix, kind, str(number), "run")
+                    findings.append(Finding(key, f"{problem}; the runs of this hook would fail"))
+    return findings

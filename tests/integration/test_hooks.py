@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ from mqtt_backup.jobs.executor import JobExecutor
 from mqtt_backup.jobs.history import History
 from mqtt_backup.jobs.state import JobState
 from tests.integration.cli_helpers import (
+    cli_argv,
+    cli_env,
     make_tree,
     run_cli,
     start_cli,
@@ -449,3 +452,44 @@ def test_a_hook_dies_with_a_killed_run_job(
         cli.kill()
         cli.communicate(timeout=10)
     wait_for(lambda: not alive(pid), timeout=5, what="the hook to end with mqtt-backup")
+
+
+def test_validate_names_each_hook_program_it_cannot_run(tmp_path: Path, rclone_binary: str) -> None:
+    script = tmp_path / "mount-disk.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")  # not executable
+    config = write_config(
+        tmp_path / "c.yaml",
+        {
+            "rclone": {"binary": rclone_binary},
+            "hooks": {"on_failure": [["no-such-notifier", "--x"]], "after": [["sh", "-c", ":"]]},
+            "jobs": {
+                "usb": {
+                    "source": str(tmp_path),
+                    "destination": "/mnt/backup",
+                    "hooks": {"before": [["true"], ["./mount-disk.sh"]]},
+                }
+            },
+        },
+    )
+    result = run_cli(config, "validate")
+    assert result.returncode == 2
+    assert [line.split(" (line ")[0] for line in result.stderr.splitlines()[1:]] == [
+        "  hooks.on_failure.0.run: 'no-such-notifier' is not found on PATH; the runs of this "
+        "hook would fail",
+        f"  jobs.usb.hooks.before.1.run: '{script}' does not exist or is not executable; the "
+        "runs of this hook would fail",
+    ]
+    script.chmod(0o755)
+    (tmp_path / "bin").mkdir()
+    notifier = tmp_path / "bin" / "no-such-notifier"
+    notifier.write_text("#!/bin/sh\n")
+    notifier.chmod(0o755)
+    env_path = f"{tmp_path / 'bin'}:{os.environ['PATH']}"
+    fixed = subprocess.run(
+        cli_argv(config, "validate"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env() | {"PATH": env_path},
+    )
+    assert fixed.returncode == 0, fixed.stderr
