@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,16 @@ def test_a_hook_is_kept_in_history_as_a_record() -> None:
         "dropped": 0,
         "sentence": "after hook 1 (mount-disk) exited 3: bye",
     }
+
+
+def test_the_examples_in_the_hooks_page_are_valid_configs() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "hooks.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", page, flags=re.DOTALL)
+    whole = [block for block in blocks if not block.startswith(" ")]
+    assert len(whole) >= 6
+    for block in whole:
+        parse_config(block)  # raises ConfigError, naming the key, if one is wrong
+    # An indented block is one more before hook of the example above it.
+    job = "jobs:\n  j:\n    source: /a\n    destination: /b\n    hooks:\n      before:\n"
+    for fragment in [block for block in blocks if block.startswith(" ")]:
+        assert parse_config(job + fragment).job_hooks("j").before
