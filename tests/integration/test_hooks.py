@@ -327,6 +327,26 @@ def test_an_after_hook_that_fails_leaves_a_completed_run_with_a_warning(
     assert tree(tmp_path / "dst") == FILES
 
 
+def test_a_cancel_during_the_after_hooks_keeps_the_backup_a_success(
+    job: Build, tmp_path: Path
+) -> None:
+    executor, _ = job({"after": [["sleep", "60"]]})
+    finals: list[JobState] = []
+    runner = threading.Thread(target=lambda: finals.append(executor.run("photos", "command")))
+    runner.start()
+    try:
+        wait_for(lambda: executor.state("photos").phase == "after_hook", what="the after hook")
+        assert executor.cancel("photos")
+        runner.join(10)
+    finally:
+        executor.cancel("photos")
+        runner.join(10)
+    [final] = finals
+    assert final.status == "completed" and final.last_success_at == final.finished_at
+    assert final.error == "after hook 1 (sleep) was cancelled"
+    assert tree(tmp_path / "dst") == FILES
+
+
 def test_a_hook_that_cannot_start_fails_the_run(job: Build, tmp_path: Path) -> None:
     script = tmp_path / "not-executable.sh"
     script.write_text("#!/bin/sh\nexit 0\n")
