@@ -114,7 +114,15 @@ def job_entities(mqtt: MqttConfig, topics: Topics, config: AppConfig, job_id: st
             options=STATUS_OPTIONS,
             icon="mdi:backup-restore",
         ),
-        sensor("phase", "Phase", "phase", device_class="enum", options=PHASE_OPTIONS, **diagnostic),
+        sensor(
+            "phase",
+            "Phase",
+            "phase",
+            device_class="enum",
+            options=PHASE_OPTIONS,
+            icon="mdi:list-status",
+            **diagnostic,
+        ),
         sensor(
             "progress",
             "Progress",
