@@ -193,8 +193,9 @@ def job_entities(mqtt: MqttConfig, topics: Topics, config: AppConfig, job_id: st
             {
                 "state_topic": state,
                 "device_class": "problem",
-                # On after a failure, and after a completed run that kept files it could not
-                # prove at the destination (its warning is in ``error``).
+                # On after a failure, and after a completed run with a warning in ``error``: it
+                # kept files it could not prove at the destination, or an after hook failed.
+                # Never after a skipped run: Overdue is what watches a job that keeps skipping.
                 "value_template": "{% set r = value_json.last_result | default(None) %}"
                 f"{{{{ 'ON' if r in {list(PROBLEMS)} or (r == 'completed' and "
                 "value_json.status == 'completed' and value_json.error | default(None)) "
