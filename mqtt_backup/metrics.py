@@ -26,12 +26,13 @@ from mqtt_backup import __version__
 from mqtt_backup.config.models import AppConfig
 from mqtt_backup.errors import MqttBackupError
 from mqtt_backup.homeassistant.discovery import FUTURE_SUCCESS_SLACK
-from mqtt_backup.jobs.state import TERMINAL, JobState, newer, utcnow
+from mqtt_backup.jobs.state import STATUSES, TERMINAL, JobState, newer, utcnow
 from mqtt_backup.sinks import Sink
 
 PREFIX = "mqtt_backup"
-# The statuses a finished run can have; each gets a series, 1 for the last run's.
-LAST_STATUSES = ("completed", "failed", "cancelled", "interrupted")
+# The statuses a finished run can have (from the state's vocabulary, so a new ending gets
+# its series too); each gets a series, 1 for the last run's.
+LAST_STATUSES = tuple(status for status in STATUSES if status in TERMINAL)
 JOB = ["job_id"]
 
 

@@ -73,7 +73,7 @@ def assert_matches(metrics: Metrics, run: RunRecord, last_success: datetime | No
     """The last-run series say what the history recorded for ``run``."""
     assert of(metrics, "last_run_status", status=run.status) == 1
     assert sum(of(metrics, "last_run_status", status=s) or 0 for s in
-               ("completed", "failed", "cancelled", "interrupted")) == 1  # fmt: skip
+               ("completed", "failed", "cancelled", "skipped", "interrupted")) == 1  # fmt: skip
     assert of(metrics, "last_run_transferred_bytes") == run.bytes_transferred > 0
     assert of(metrics, "last_run_transferred_files") == run.files_transferred == 1
     assert of(metrics, "last_run_deleted_files") == run.files_deleted

@@ -134,7 +134,7 @@ def test_a_finished_run_in_every_family() -> None:
     assert values["mqtt_backup_job_last_run_kept_files"] == 1
     assert got["mqtt_backup_job_last_run_status"] == {
         (("job_id", "photos"), ("status", status)): float(status == "completed")
-        for status in ("completed", "failed", "cancelled", "interrupted")
+        for status in ("completed", "failed", "cancelled", "skipped", "interrupted")
     }
 
 

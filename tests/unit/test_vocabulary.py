@@ -7,6 +7,7 @@ from typing import Any, get_args
 
 import pytest
 
+from mqtt_backup import metrics
 from mqtt_backup.engine import events
 from mqtt_backup.homeassistant import dashboard, discovery
 from mqtt_backup.jobs import state as st
@@ -32,6 +33,10 @@ def test_every_status_is_a_home_assistant_option_with_an_icon_and_colour() -> No
     for status in st.STATUSES:
         icon, colour = dashboard.STATUS_LOOK[status]
         assert icon.startswith("mdi:") and colour.startswith("#"), status
+
+
+def test_every_ending_has_a_last_run_status_series() -> None:
+    assert set(metrics.LAST_STATUSES) == st.TERMINAL
 
 
 def test_every_ending_is_an_event_type() -> None:
