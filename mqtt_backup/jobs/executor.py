@@ -268,8 +268,6 @@ class JobExecutor:
         )
         try:
             outcome = self._stages(run)
-        except MqttBackupError as exc:
-            outcome = RunOutcome("failed", error=str(exc))
         except Exception:  # the terminal state must be reached whatever happened
             logger.exception("job %s run %s: unexpected error", job_id, run_id)
             outcome = RunOutcome("failed", error="internal error; see the log")
@@ -379,6 +377,12 @@ class JobExecutor:
                 work_dir=work_dir,
                 dry_run=dry_run,
             )
+        except MqttBackupError as exc:
+            # A failure like any other: the on-failure and after hooks hear of it too.
+            return RunOutcome("failed", error=str(exc))
+        except Exception:  # the terminal state must be reached whatever happened
+            logger.exception("job %s run %s: unexpected error", job_id, run_id)
+            return RunOutcome("failed", error="internal error; see the log")
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 

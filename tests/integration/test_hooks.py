@@ -315,6 +315,20 @@ def test_after_a_failed_backup_on_failure_hooks_run_then_after_hooks(
     assert endings == [("on_failure", "ok"), ("after", "failed")]
 
 
+def test_on_failure_hooks_hear_of_a_run_that_could_not_start_rclone(
+    job: Build, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    executor, _ = job(
+        {"on_failure": [log_to(log, "$MQTT_BACKUP_ERROR")]},
+        rclone={"binary": str(tmp_path / "no-rclone")},
+    )
+    final = executor.run("photos", "cli")
+    assert final.status == "failed"
+    assert log.read_text().splitlines() == [final.error]
+    assert "not found" in str(final.error)
+
+
 def test_an_after_hook_that_fails_leaves_a_completed_run_with_a_warning(
     job: Build, tmp_path: Path
 ) -> None:
