@@ -19,6 +19,7 @@ import pytest
 from mqtt_backup.config.models import PASSWORD_ENV
 from mqtt_backup.engine.events import RunOutcome
 from mqtt_backup.engine.orphans import start_time
+from mqtt_backup.errors import RcloneNotFound
 from mqtt_backup.jobs.executor import JobExecutor
 from mqtt_backup.jobs.history import History
 from mqtt_backup.jobs.state import JobState
@@ -327,6 +328,24 @@ def test_on_failure_hooks_hear_of_a_run_that_could_not_start_rclone(
     assert final.status == "failed"
     assert log.read_text().splitlines() == [final.error]
     assert "not found" in str(final.error)
+
+
+def test_on_failure_and_after_hooks_run_when_the_engine_raises(job: Build, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+
+    def broken(*_args: Any, **_kwargs: Any) -> RunOutcome:
+        raise RcloneNotFound("rclone not found at /nope; install it or set rclone.binary")
+
+    executor, _ = job(
+        {"on_failure": [log_to(log, "on_failure")], "after": [log_to(log, "after")]},
+        engine=broken,
+    )
+    final = executor.run("photos", "cli")
+    assert (final.status, final.error) == (
+        "failed",
+        "rclone not found at /nope; install it or set rclone.binary",
+    )
+    assert log.read_text().splitlines() == ["on_failure", "after"]
 
 
 def test_an_after_hook_that_fails_leaves_a_completed_run_with_a_warning(
