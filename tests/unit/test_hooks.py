@@ -166,7 +166,7 @@ def test_before_hooks_decide_whether_the_backup_runs() -> None:
 
 
 def test_a_failed_after_hook_leaves_a_completed_run_completed_with_a_warning() -> None:
-    done = RunOutcome("completed", exit_code=0, warning="kept 1 file: differs")
+    done = RunOutcome("completed", warning="kept 1 file: differs")
     bad = result("after", "failed", 1, "umount: target is busy")
     warned = after_outcome(done, [bad])
     assert warned.status == "completed"
