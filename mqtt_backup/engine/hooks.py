@@ -31,6 +31,8 @@ SKIP_EXIT = 75
 OUTPUT_LIMIT = 16 * 1024
 # The last line a sentence quotes from a hook's output, in characters.
 _QUOTED_LINE = 200
+# The lines of a before hook that ended the run that its state carries to the monitors.
+LOG_TAIL = 20
 
 HookEnding = Literal["ok", "skip", "failed", "timed_out", "cancelled", "not_started"]
 
@@ -168,11 +170,13 @@ def before_outcome(results: Sequence[HookResult]) -> RunOutcome | None:
     if not results or results[-1].ok:
         return None
     last = results[-1]
-    if last.ending == "skip":
-        return RunOutcome("skipped", error=last.sentence())
     if last.ending == "cancelled":
         return RunOutcome("cancelled", error="cancelled")
-    return RunOutcome("failed", error=last.sentence())
+    # What the hook said last goes where rclone's last lines go for a backup (monitors).
+    said = tuple(line for line in last.output.splitlines() if line.strip())[-LOG_TAIL:]
+    if last.ending == "skip":
+        return RunOutcome("skipped", error=last.sentence(), log_tail=said)
+    return RunOutcome("failed", error=last.sentence(), log_tail=said)
 
 
 def after_outcome(outcome: RunOutcome, results: Sequence[HookResult]) -> RunOutcome:

@@ -152,9 +152,15 @@ def test_before_hooks_decide_whether_the_backup_runs() -> None:
     assert before_outcome([]) is None
     assert before_outcome([result(), result()]) is None
     skipped = before_outcome([result(), result(ending="skip", code=75, output="no disk\n\n")])
-    assert skipped == RunOutcome("skipped", error="skipped by before hook 1 (mount-disk): no disk")
-    failed = before_outcome([result(ending="failed", code=32, output="mount: busy")])
-    assert failed == RunOutcome("failed", error="before hook 1 (mount-disk) exited 32: mount: busy")
+    assert skipped == RunOutcome(
+        "skipped", error="skipped by before hook 1 (mount-disk): no disk", log_tail=("no disk",)
+    )
+    said = "".join(f"line {n}\n" for n in range(30)) + "mount: busy"
+    failed = before_outcome([result(ending="failed", code=32, output=said)])
+    assert failed is not None
+    assert failed.error == "before hook 1 (mount-disk) exited 32: mount: busy"
+    # Its last lines, as rclone's are for a backup, for the monitors to show.
+    assert failed.log_tail == (*(f"line {n}" for n in range(11, 30)), "mount: busy")
     assert not failed.retryable
     stopped = before_outcome([result(ending="timed_out", code=None)])
     assert stopped is not None and stopped.error == (
