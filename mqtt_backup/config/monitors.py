@@ -23,11 +23,14 @@ from pydantic import (
 )
 
 from mqtt_backup.config.durations import parse_duration
+from mqtt_backup.jobs.state import FinalStatus
 from mqtt_backup.redaction.secrets import LONG_VALUE, is_secret_name, value_secrets
 
 # How a run ended, in the words a monitor's ``on:`` uses: the job's status, with a completed
 # run that left a warning told apart (Home Assistant's Problem sensor is on for it).
-Ending = Literal["started", "completed", "warning", "failed", "cancelled", "interrupted", "skipped"]
+# What a monitor can be told: a run started, or how it ended (the statuses of jobs/state.py,
+# with "warning" for a completed run whose Problem sensor is on).
+Ending = Literal["started", "warning", FinalStatus]
 ENDINGS: tuple[str, ...] = get_args(Ending)
 # Endings that mean the backup is not where it should be: Home Assistant's Problem sensor.
 PROBLEMS = frozenset({"warning", "failed", "interrupted"})
