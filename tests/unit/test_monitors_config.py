@@ -138,8 +138,8 @@ monitor_delivery: {timeout: 10m, max_age: 10s}
     assert found == [
         "jobs.photos.monitors.0.ntfy.url: 'ftp://ntfy.sh/…' is not an http:// or https:// "
         "URL with a host (line 7)",
-        "jobs.photos.monitors.0.ntfy.on.1: Input should be 'started', 'completed', 'warning', "
-        "'failed', 'cancelled', 'interrupted' or 'skipped' (line 7)",
+        "jobs.photos.monitors.0.ntfy.on.1: Input should be 'started', 'warning', 'completed', "
+        "'failed', 'cancelled', 'skipped' or 'interrupted' (line 7)",
         "jobs.photos.monitors.1.healthcheck: unknown key (check its spelling) (line 8)",
         "jobs.photos.monitors.2: give one monitor per list item, one of healthchecks, "
         "uptime_kuma, ntfy, webhook (line 9)",
