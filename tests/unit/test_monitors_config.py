@@ -148,7 +148,7 @@ monitor_delivery: {timeout: 10m, max_age: 10s}
         "jobs.photos.monitors.4.healthchecks.url: {jobid} cannot be filled in; a URL knows "
         "only {job} (line 11)",
         "jobs.photos.monitors.5.uptime_kuma: uptime_kuma cannot report started; it reports: "
-        "completed, warning, failed, interrupted (line 12)",
+        "warning, completed, failed, interrupted (line 12)",
         "jobs.photos.monitors.6.webhook.headers: 'bad name' is not an HTTP header name (line 13)",
         "jobs.photos.monitors.6.webhook.body: {nope} cannot be filled in; known: {ending}, "
         "{exit_code}, {job}, {log}, {message}, {name}, {run_id}, {status}, {title} (line 13)",
