@@ -1,9 +1,12 @@
 """Pure: which source files may be deleted after a verification, and why the rest are kept.
 
 The deletion rule lives here (docs/design.md, "Deletion safety"). A file is deleted only
-if this run's ``rclone check`` (started after the transfer ended) reported it as matching,
-it is older than ``min_age``, and its size and modtime are the same in the listings taken
-before and after the check. Everything else is kept, counted under one reason.
+if this run's comparison reported it as matching — ``rclone checksum`` of the destination,
+started after the transfer ended, against the source's hash taken since the first listing
+started, or ``rclone check`` of both sides — it is older than ``min_age`` and than the
+start of the first listing, and its size and modtime are the same in the first listing
+and in the second, taken after the comparison. Everything else is kept, counted under
+one reason.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ _PHRASES = {
     MISSING: "missing at the destination",
     CHECK_ERROR: "unreadable for the check",
     NOT_CHECKED: "not reported by the check",
-    NOT_LISTABLE: "with a line break in the name",
+    NOT_LISTABLE: "whose name cannot be passed to rclone exactly (a line break, or not UTF-8)",
     DELETE_FAILED: "that rclone could not delete",
 }
 NAMES_KEPT = 5
@@ -84,8 +87,12 @@ def read_report(text: str) -> set[str]:
 
 
 def listable(path: str) -> bool:
-    """Whether a name survives a one-name-per-line list file (newlines and CRs do not)."""
-    return "\n" not in path and "\r" not in path
+    """Whether a listed name can be handed back to rclone as that file's exact name.
+
+    A newline or CR splits a one-name-per-line list file. U+FFFD is how rclone's JSON
+    listing shows bytes that are not UTF-8: the file's real name is another one.
+    """
+    return "\n" not in path and "\r" not in path and "\ufffd" not in path
 
 
 def unaccounted(before: Listing, after: Listing, *reports: Iterable[str]) -> list[str]:
@@ -168,11 +175,12 @@ def _reason(
         return MISSING
     if path in errors:
         return CHECK_ERROR
+    if path not in before:
+        # The first listing did not see it: a match says nothing of the file the second
+        # listing saw, and the comparison is asked only about the files of the first.
+        return APPEARED
     if path not in matched:
         return NOT_CHECKED
-    if path not in before:
-        # A match for a file the first listing did not see: its state at check time is unknown.
-        return APPEARED
     if after.get(path) != before[path]:
         return CHANGED
     return None

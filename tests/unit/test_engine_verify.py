@@ -104,6 +104,30 @@ def test_matched_but_not_in_first_listing_is_kept() -> None:
     assert result.delete == [] and result.kept == {v.APPEARED: 1}
 
 
+def test_a_file_only_the_second_listing_saw_appeared() -> None:
+    # The comparison is asked about the first listing's files only: no verdict at all.
+    result = v.plan_deletion(
+        matched=set(), before={}, after={"new": (1, OLD)}, not_modified_after=CUTOFF
+    )
+    assert result.kept == {v.APPEARED: 1}
+    assert v.kept_warning(result.kept, result.kept_files) is None
+
+
+def test_names_rclone_cannot_be_given_exactly() -> None:
+    assert v.listable("a b/ünï.txt")
+    assert not v.listable("new\nline") and not v.listable("cr\rx")
+    # rclone's JSON listing shows bytes that are not UTF-8 as U+FFFD.
+    assert not v.listable("bad\ufffd.txt")
+    result = v.plan_deletion(
+        matched={"bad\ufffd.txt"},
+        before={"bad\ufffd.txt": (1, OLD)},
+        after={"bad\ufffd.txt": (1, OLD)},
+        not_modified_after=CUTOFF,
+    )
+    assert result.delete == [] and result.kept == {v.NOT_LISTABLE: 1}
+    assert v.unaccounted({"bad\ufffd.txt": (1, OLD)}, {"bad\ufffd.txt": (1, OLD)}) == []
+
+
 def test_unparsable_time_is_too_young() -> None:
     result = v.plan_deletion(
         matched={"a"},
