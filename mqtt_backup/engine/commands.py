@@ -170,6 +170,68 @@ def check_command(
     ]
 
 
+def hashsum_command(
+    rclone: RcloneConfig, job: JobConfig, conn: list[str], hash_type: str
+) -> list[str]:
+    """Every source file's hash of ``hash_type``, one ``<hash>  <name>`` line each on stdout.
+
+    rclone hashes ``--checkers`` files at a time, and prints a line only for a file it
+    could hash.
+    """
+    return [
+        rclone.binary,
+        "hashsum",
+        "--use-json-log",
+        *conn,
+        *filter_flags(job),
+        "--",
+        hash_type,
+        job.source,
+    ]
+
+
+def checksum_command(
+    rclone: RcloneConfig,
+    job: JobConfig,
+    reports: CheckReports,
+    conn: list[str],
+    *,
+    hash_type: str,
+    sums: Path,
+) -> list[str]:
+    """Hash the destination's files named in the sum list ``sums`` and compare, one way.
+
+    The verdicts go to the report files as with ``rclone check``: a file of the list is
+    matched, differing, missing at the destination or unreadable there. ``sums`` must be
+    an absolute local path (rclone would read ``name:...`` as a remote).
+    """
+    return [
+        rclone.binary,
+        "checksum",
+        "--one-way",
+        "--use-json-log",
+        # Stats let the stall watchdog see the hashing move on.
+        "--stats",
+        _seconds(rclone),
+        "--stats-log-level",
+        "NOTICE",
+        "--match",
+        str(reports.match),
+        "--differ",
+        str(reports.differ),
+        "--missing-on-dst",
+        str(reports.missing_on_dst),
+        "--error",
+        str(reports.error),
+        *conn,
+        *filter_flags(job),
+        "--",
+        hash_type,
+        str(sums),
+        job.destination,
+    ]
+
+
 def repair_command(
     rclone: RcloneConfig, job: JobConfig, files_from: Path, conn: list[str]
 ) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mqtt_backup.config.models import JobConfig, RcloneConfig
-from mqtt_backup.engine import commands, process
+from mqtt_backup.engine import commands, process, sums
 from mqtt_backup.engine.events import Event, ProcessStarted, Progress
 from mqtt_backup.engine.redact import masked_lines, reason
 from mqtt_backup.engine.stats import LogLine, parse_line
@@ -53,6 +53,10 @@ class RunContext:
     env: dict[str, str] | None = None
     last_error: str | None = field(default=None)
     log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
+    # Each side's hash types, asked once per run: remote → types, or None when rclone would not say.
+    known_hashes: dict[str, set[str] | None] = field(default_factory=dict)
+    # The source's hashing asks beside the transfer; the verification waits for its answer.
+    hash_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def hidden(self) -> list[str]:
         """Strings that must never reach an error: both paths and their remote parts."""
@@ -140,6 +144,12 @@ class RunContext:
 
     def hashes(self, remote: str) -> set[str] | None:
         """The hash types ``remote`` supports, or None when rclone would not say."""
+        with self.hash_lock:
+            if remote not in self.known_hashes:
+                self.known_hashes[remote] = self._ask_hashes(remote)
+            return self.known_hashes[remote]
+
+    def _ask_hashes(self, remote: str) -> set[str] | None:
         argv = commands.features_command(self.rclone, remote, self.conn)
         code, out = process.run_capture(argv, timeout=self.remaining(), env=self.env)
         if code != 0:
@@ -158,6 +168,19 @@ class RunContext:
         if source is None or destination is None:
             return False
         return not (source & destination)
+
+    def sum_hash(self) -> str | None:
+        """The hash type both sides are hashed by once, as ``rclone check`` would choose it.
+
+        None when rclone would not say which types a side has, or none is one that
+        engine/sums.py reads: then the verification compares with ``rclone check``.
+        """
+        if _is_local(self.job.source) and _is_local(self.job.destination):
+            return "md5"  # the local backend has every type; rclone check picks md5 first
+        source, destination = self.hashes(self.job.source), self.hashes(self.job.destination)
+        if source is None or destination is None:
+            return None
+        return sums.pick_hash(source, destination)
 
 
 def _is_local(path: str) -> bool:

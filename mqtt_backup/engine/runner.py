@@ -21,9 +21,10 @@ from mqtt_backup.config.durations import format_duration
 from mqtt_backup.config.models import JobConfig, RcloneConfig
 from mqtt_backup.engine import commands
 from mqtt_backup.engine.context import RunContext
-from mqtt_backup.engine.deletion import DeletionResult, EarlyListing, verify_and_delete
+from mqtt_backup.engine.deletion import DeletionResult, verify_and_delete
 from mqtt_backup.engine.events import Event, PhaseStarted, Progress, RunOutcome, Status
 from mqtt_backup.engine.exit_codes import ExitKind, describe_exit
+from mqtt_backup.engine.listings import EarlyReading
 from mqtt_backup.engine.process import ProcessResult, rclone_version
 from mqtt_backup.engine.sealed import seal
 from mqtt_backup.engine.stats import parse_line
@@ -119,8 +120,8 @@ def _transfer(ctx: RunContext, dry_run: bool) -> tuple[ProcessResult, Progress |
 
 
 def _execute(ctx: RunContext, dry_run: bool) -> RunOutcome:
-    # The verification's first listing of the source runs beside the transfer.
-    early = EarlyListing(ctx) if ctx.job.deletion.mode == "verify_then_delete" else None
+    # The verification's first listing of the source, and its hashes, run beside the transfer.
+    early = EarlyReading(ctx) if ctx.job.deletion.mode == "verify_then_delete" else None
     try:
         return _steps(ctx, dry_run, early)
     finally:
@@ -128,7 +129,7 @@ def _execute(ctx: RunContext, dry_run: bool) -> RunOutcome:
             early.stop()
 
 
-def _steps(ctx: RunContext, dry_run: bool, early: EarlyListing | None) -> RunOutcome:
+def _steps(ctx: RunContext, dry_run: bool, early: EarlyReading | None) -> RunOutcome:
     result, progress, rclone_error = _transfer(ctx, dry_run)
     if result.cancelled:
         return RunOutcome("cancelled", error="cancelled", progress=progress)

@@ -155,16 +155,24 @@ def rclone_without_repair(tmp_path: Path, real: str) -> str:
     return str(wrapper)
 
 
-def wrap_rclone(tmp_path: Path, real: str, subcommand: str, script: str, *, after: bool) -> str:
-    """An rclone that runs ``script`` (shell) when called for ``subcommand``: before or after it."""
-    wrapper = tmp_path / f"rclone-wrapped-{subcommand}"
+# The calls of a verify-then-delete run that compare the two sides: ``rclone checksum`` of
+# the destination against the source's hashes, and ``rclone check`` (other verify modes,
+# files the sum list cannot carry, and the second look after a repair).
+COMPARISONS = ("check", "checksum")
+
+
+def wrap_rclone(
+    tmp_path: Path, real: str, subcommand: str | tuple[str, ...], script: str, *, after: bool
+) -> str:
+    """An rclone that runs ``script`` (shell) when called for ``subcommand`` (or any of
+    several): before or after it."""
+    names = (subcommand,) if isinstance(subcommand, str) else subcommand
+    wrapper = tmp_path / f"rclone-wrapped-{'-'.join(names)}"
+    pattern = "|".join(names)
     if after:
-        body = (
-            f'if [ "$1" = "{subcommand}" ]; then\n'
-            f'  "{real}" "$@"; rc=$?\n  {script}\n  exit $rc\nfi\n'
-        )
+        body = f'case "$1" in {pattern})\n  "{real}" "$@"; rc=$?\n  {script}\n  exit $rc;;\nesac\n'
     else:
-        body = f'if [ "$1" = "{subcommand}" ]; then\n  {script}\nfi\n'
+        body = f'case "$1" in {pattern})\n  {script};;\nesac\n'
     wrapper.write_text(f'#!/bin/sh\n{body}exec "{real}" "$@"\n', encoding="utf-8")
     wrapper.chmod(0o755)
     return str(wrapper)

@@ -27,7 +27,7 @@ from mqtt_backup.config.loader import parse_config
 from mqtt_backup.engine.events import RunOutcome
 from mqtt_backup.engine.runner import execute
 from mqtt_backup.errors import ConfigError
-from tests.integration.rclone_servers import wrap_rclone, write_tree
+from tests.integration.rclone_servers import COMPARISONS, wrap_rclone, write_tree
 from tests.property.oracle import check, snapshot
 
 OLD = 1_600_000_000  # 2020: old enough for any min_age
@@ -245,7 +245,7 @@ def test_a_destination_the_check_cannot_read_is_no_success(
     source, destination = tmp_path / "data", tmp_path / "backup"
     write_tree(source, FILES, mtime=OLD)
     script = BROKEN[broken](destination, tmp_path / "aside")
-    binary = wrap_rclone(tmp_path, rclone_binary, "check", script, after=False)
+    binary = wrap_rclone(tmp_path, rclone_binary, COMPARISONS, script, after=False)
     try:
         result = attempt(tmp_path, binary, str(source), str(destination))
     finally:

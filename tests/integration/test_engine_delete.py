@@ -15,6 +15,7 @@ import pytest
 from mqtt_backup.engine import verify as v
 from mqtt_backup.engine.events import Event, PhaseStarted
 from tests.integration.rclone_servers import (
+    COMPARISONS,
     folders,
     rclone_without_repair,
     tree,
@@ -151,7 +152,9 @@ def test_source_modified_after_check_is_kept(
     src, dst = tmp_path / "src", tmp_path / "dst"
     write_tree(src, {"stable.txt": b"s", "hot.txt": b"h"}, mtime=OLD)
     target = shlex.quote(str(src / "hot.txt"))
-    binary = wrap_rclone(tmp_path, rclone_binary, "check", f"echo more >> {target}", after=True)
+    binary = wrap_rclone(
+        tmp_path, rclone_binary, COMPARISONS, f"echo more >> {target}", after=True
+    )
     outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": binary})
     assert outcome.status == "completed", outcome.error
     assert tree(src) == {"hot.txt": b"hmore\n"}
@@ -262,7 +265,7 @@ def test_first_listing_runs_beside_the_transfer_and_ends_before_the_check(
     assert commands.count("lsjson") == 3
     at = {(w, c): t for w, c, t in reversed(seen)}  # the first of each
     assert at["start", "lsjson"] < at["end", "copy"]  # beside the transfer
-    assert at["end", "lsjson"] <= at["start", "check"]  # but done before the check
+    assert at["end", "lsjson"] <= at["start", "checksum"]  # but done before the comparison
 
 
 def test_a_failed_first_listing_is_taken_again_after_the_transfer(

@@ -17,7 +17,7 @@ from mqtt_backup.engine.orphans import start_time
 from mqtt_backup.engine.process import parse_version, rclone_version
 from mqtt_backup.engine.watchdog import Watchdog
 from mqtt_backup.errors import RcloneError, RcloneNotFound
-from tests.integration.rclone_servers import tree, wrap_rclone, write_tree
+from tests.integration.rclone_servers import COMPARISONS, tree, wrap_rclone, write_tree
 from tests.integration.test_engine_transfer import run_job
 
 
@@ -89,7 +89,7 @@ def test_timeout_while_verifying_deletes_nothing(
     files = {"a.txt": b"a", "b.txt": b"b"}
     write_tree(src, files, mtime=1_600_000_000)
     # A check that hangs until it is stopped: only the deadline can end the run.
-    binary = wrap_rclone(tmp_path, rclone_binary, "check", "exec sleep 30", after=False)
+    binary = wrap_rclone(tmp_path, rclone_binary, COMPARISONS, "exec sleep 30", after=False)
     job = {
         "source": str(src),
         "destination": str(dst),

@@ -127,8 +127,8 @@ def test_a_check_that_compared_nothing_fails_the_run(
     binary = tmp_path / "rclone-blind-check"
     binary.write_text(
         "#!/bin/sh\n"
-        'if [ "$1" = check ]; then echo \'{"level":"error","msg":"couldn\'"\'"\'t connect: '
-        "connection refused\"}' >&2; exit 1; fi\n"
+        'case "$1" in check|checksum) echo \'{"level":"error","msg":"couldn\'"\'"\'t connect: '
+        "connection refused\"}' >&2; exit 1;; esac\n"
         f'exec "{rclone_binary}" "$@"\n',
         encoding="utf-8",
     )

@@ -12,6 +12,7 @@ from mqtt_backup.jobs.executor import JobExecutor
 from mqtt_backup.jobs.history import History
 from mqtt_backup.jobs.state import JobState
 from tests.integration.rclone_servers import (
+    COMPARISONS,
     SftpServer,
     free_port,
     sftp_server,
@@ -154,7 +155,7 @@ def test_a_stalled_check_deletes_nothing(
     files = {"a.txt": b"a", "b.txt": b"b"}
     write_tree(src, files, mtime=1_600_000_000)
     # A check that hangs without a report, as against a destination that stopped answering.
-    binary = wrap_rclone(tmp_path, rclone_binary, "check", "exec sleep 60", after=False)
+    binary = wrap_rclone(tmp_path, rclone_binary, COMPARISONS, "exec sleep 60", after=False)
     job = {
         "source": str(src),
         "destination": str(dst),

@@ -36,7 +36,7 @@ from mqtt_backup.config.loader import parse_config
 from mqtt_backup.engine.events import Event, PhaseStarted, RunOutcome
 from mqtt_backup.engine.runner import execute
 from mqtt_backup.errors import ConfigError
-from tests.integration.rclone_servers import wrap_rclone
+from tests.integration.rclone_servers import COMPARISONS, wrap_rclone
 from tests.property import faults, oracle
 from tests.property.cases import ARGS, ENV, FILTERS, OLD, Example, examples, real_folder, spell
 
@@ -68,8 +68,8 @@ def harness(tmp_path_factory: pytest.TempPathFactory, rclone_binary: str) -> Har
 
     binary = rclone_binary
     for point, command, after in (
-        ("before-check", "check", False),
-        ("after-check", "check", True),
+        ("before-check", COMPARISONS, False),
+        ("after-check", COMPARISONS, True),
         ("before-delete", "delete", False),
     ):
         folder = base / "rclone" / point

@@ -52,6 +52,10 @@ def test_filters_agree_everywhere(tmp_path: Path) -> None:
         commands.transfer_command(RCLONE, JOB),
         commands.lsjson_command(RCLONE, JOB, CONN),
         commands.check_command(RCLONE, JOB, reports, CONN, verify="checksum"),
+        commands.hashsum_command(RCLONE, JOB, CONN, "md5"),
+        commands.checksum_command(
+            RCLONE, JOB, reports, CONN, hash_type="md5", sums=tmp_path / "s"
+        ),
     ):
         found = [argv[i : i + 2] for i, a in enumerate(argv) if a == "--filter"]
         assert sum(found, []) == FILTERS
@@ -72,6 +76,8 @@ def test_sealed_calls_take_only_the_connection_flags(tmp_path: Path) -> None:
         commands.touch_command(rclone, "/d/p", CONN),
         commands.stat_command(rclone, "/d/p", CONN),
         commands.deletefile_command(rclone, "/d/p", CONN),
+        commands.hashsum_command(rclone, JOB, CONN, "md5"),
+        commands.checksum_command(rclone, JOB, reports, CONN, hash_type="md5", sums=rules),
     ):
         assert "--include" not in argv and "--size-only" not in argv
         assert " ".join(CONN) in " ".join(argv)
@@ -134,3 +140,23 @@ def test_delete_has_age_guard_and_rules(tmp_path: Path) -> None:
 
 def test_features() -> None:
     assert commands.features_command(RCLONE, "r:", CONN)[1:3] == ["backend", "features"]
+
+
+def test_hashsum_hashes_the_source() -> None:
+    argv = commands.hashsum_command(RCLONE, JOB, CONN, "sha1")
+    assert argv[1] == "hashsum"
+    assert tail(argv, 3) == ["--", "sha1", "/srv/-photos"]
+
+
+def test_checksum_hashes_the_destination_against_the_sum_list(tmp_path: Path) -> None:
+    reports = commands.CheckReports(*(tmp_path / n for n in ("m", "d", "o", "e")))
+    argv = commands.checksum_command(
+        RCLONE, JOB, reports, CONN, hash_type="md5", sums=tmp_path / "sums"
+    )
+    assert argv[1] == "checksum" and "--one-way" in argv and "--download" not in argv
+    # The destination is hashed while it is listed: stats feed the stall watchdog.
+    assert "--stats" in argv
+    for flag, name in (("--match", "m"), ("--differ", "d"), ("--missing-on-dst", "o")):
+        assert argv[argv.index(flag) + 1] == str(tmp_path / name)
+    assert argv[argv.index("--error") + 1] == str(tmp_path / "e")
+    assert tail(argv, 4) == ["--", "md5", str(tmp_path / "sums"), JOB.destination]
