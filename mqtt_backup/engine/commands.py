@@ -182,6 +182,11 @@ def hashsum_command(
         rclone.binary,
         "hashsum",
         "--use-json-log",
+        # Stats let the stall watchdog see the hashing move on.
+        "--stats",
+        _seconds(rclone),
+        "--stats-log-level",
+        "NOTICE",
         *conn,
         *filter_flags(job),
         "--",

@@ -67,6 +67,10 @@ class RunContext:
                 values.append(remote + ":")
         return values
 
+    def beside(self) -> RunContext:
+        """This run's context for calls on another thread: the same run, its own last error."""
+        return replace(self, last_error=None)
+
     def explain(self, message: str) -> str:
         return reason(message, self.hidden())
 
@@ -96,12 +100,20 @@ class RunContext:
         stdout_path: Path | None = None,
         sealed: bool = True,
         watch: bool = False,
+        started: Callable[[], None] | None = None,
     ) -> process.ProcessResult:
         """Run one rclone call of this run; only the transfer passes ``sealed=False``.
 
         ``watch`` puts the stall watchdog on the call: only for calls that print stats.
+        ``started`` is called once rclone runs.
         """
         self.last_error = None
+
+        def on_start(pid: int, start_time: int) -> None:
+            self.process_started(pid, start_time)
+            if started is not None:
+                started()
+
         return process.run(
             argv,
             on_line=on_line or self.log_line,
@@ -111,7 +123,7 @@ class RunContext:
             name=f"rclone-{self.job_id}-{step}",
             env=self.env if sealed else None,
             watchdog=self.watchdog() if watch else None,
-            on_start=self.process_started,
+            on_start=on_start,
         )
 
     # The stall watchdog and the record of rclone processes: see engine/watchdog.py and

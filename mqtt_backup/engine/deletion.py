@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,33 +97,53 @@ def _refused(found: CheckResult | ProcessResult | str) -> DeletionResult | None:
     return None
 
 
+def _probed(probes: Probes | None) -> DeletionResult | None:
+    """The run's end when the probes could not prove separate storage; None when they did."""
+    if probes is None:
+        return None
+    placed = probes.placed()
+    if isinstance(placed, ProcessResult):
+        return DeletionResult(stopped=placed)
+    if placed is not None:
+        return DeletionResult(error=placed, retryable=not probes.proved_same)
+    return None
+
+
+FirstListing = tuple[Listing, datetime, tuple[str, dict[str, str]] | None]
+
+
+def _first_listing(ctx: RunContext, early: EarlyReading | None) -> FirstListing | DeletionResult:
+    """The first listing, when it started, and the source's hashes if they may be used."""
+    if early is not None and (before := early.listing()) is not None:
+        return before, early.started_at, early.hashes()
+    # Taken again in the open: the early hashes are older than this listing's start, so
+    # they prove nothing about it, and every file is compared by the check.
+    first_listed_at = datetime.now(UTC)
+    before, result = list_source(ctx, "before")
+    if before is None:
+        return _failed_listing(ctx, result)
+    return before, first_listed_at, None
+
+
 def _verify_and_delete(
     ctx: RunContext, dry_run: bool, early: EarlyReading | None, probes: Probes | None
 ) -> DeletionResult:
+    # The probes are written and looked for while the source is listed and compared:
+    # those only read. Nothing is repaired or deleted before they proved their part.
     if probes is not None:
-        placed = probes.place()
-        if isinstance(placed, ProcessResult):
-            return DeletionResult(stopped=placed)
-        if placed is not None:
-            return DeletionResult(error=placed, retryable=not probes.proved_same)
-
-    hashed: tuple[str, dict[str, str]] | None = None
-    if early is not None and (before := early.listing()) is not None:
-        first_listed_at = early.started_at
-        hashed = early.hashes()
-    else:
-        # Taken again in the open: the early hashes are older than this listing's start,
-        # so they prove nothing about it and every file is compared by the check.
-        first_listed_at = datetime.now(UTC)
-        before, result = list_source(ctx, "before")
-        if before is None:
-            return _failed_listing(ctx, result)
+        probes.start()
+    first = _first_listing(ctx, early)
+    if isinstance(first, DeletionResult):
+        return _probed(probes) or first
+    before, first_listed_at, hashed = first
+    if probes is not None and probes.done() and (refusal := _probed(probes)) is not None:
+        return refusal  # no need to compare first
 
     if hashed is not None:
         found = compare_by_sums(ctx, before, *hashed)
     else:
         found = check(ctx, ctx.run_dir / "check")
-    if (refusal := _refused(found)) is not None:
+    if (refusal := _probed(probes) or _refused(found)) is not None:
         return refusal
     assert isinstance(found, CheckResult)  # noqa: S101 - _refused took the other kinds
     checked = found
@@ -172,7 +193,9 @@ def _verify_and_delete(
         return DeletionResult(counts, kept, kept_files, warning=warning)
 
     ctx.on_event(PhaseStarted("deleting"))
-    deleted, left, halted, delete_error = _delete(ctx, plan.delete, cutoff)
+    # The probes did their part: they are removed while the delete runs.
+    started = probes.remove_soon if probes is not None else None
+    deleted, left, halted, delete_error = _delete(ctx, plan.delete, cutoff, started)
     for why, paths in left.items():
         kept[why] = kept.get(why, 0) + len(paths)
         kept_files.setdefault(why, []).extend(paths[:5])
@@ -202,9 +225,12 @@ def _failed_listing(ctx: RunContext, result: ProcessResult) -> DeletionResult:
 
 
 def _delete(
-    ctx: RunContext, paths: list[str], cutoff: datetime
+    ctx: RunContext,
+    paths: list[str],
+    cutoff: datetime,
+    started: Callable[[], None] | None = None,
 ) -> tuple[set[str], dict[str, list[str]], ProcessResult | None, str | None]:
-    """One ``rclone delete`` for every planned path.
+    """One ``rclone delete`` for every planned path; ``started`` is called once it runs.
 
     Returns the deleted paths, the planned ones left in place by reason, the stopped
     process when cancelled or timed out, and an error sentence.
@@ -224,7 +250,7 @@ def _delete(
     argv = commands.delete_command(
         ctx.rclone, ctx.job.source, rules, ctx.conn, not_modified_after=cutoff
     )
-    result = ctx.run(argv, "delete", on_line=on_delete_line, watch=True)
+    result = ctx.run(argv, "delete", on_line=on_delete_line, watch=True, started=started)
     halted = result if stopped(result) else None
     error = None
     if halted is None and result.returncode != 0:

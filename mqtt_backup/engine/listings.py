@@ -109,7 +109,7 @@ class EarlyReading:
             self._sums = _Beside(ctx, "early-hash", self._hash)
 
     def _quiet(
-        self, step: str, argv: list[str], out: Path, stop: threading.Event
+        self, step: str, argv: list[str], out: Path, stop: threading.Event, *, watch: bool = False
     ) -> ProcessResult:
         ctx = self._ctx
         return process.run(
@@ -121,6 +121,7 @@ class EarlyReading:
             stdout_path=out,
             name=f"rclone-{ctx.job_id}-{step}",
             env=ctx.env,
+            watchdog=ctx.watchdog() if watch else None,
             on_start=ctx.process_started,
         )
 
@@ -140,7 +141,9 @@ class EarlyReading:
             return None
         out = ctx.run_dir / "source-sums.txt"
         argv = commands.hashsum_command(ctx.rclone, ctx.job, ctx.conn, hash_type)
-        if stopped(self._quiet("early-hash", argv, out, stop)):
+        # Watched: the verification waits for it. Stalled, it is not used, and every file
+        # is compared by the check, which is watched too.
+        if stopped(self._quiet("early-hash", argv, out, stop, watch=True)):
             return None
         # rclone prints a line only for a file it hashed, so even a hashsum that failed
         # part-way says true things: the files it did not hash are compared otherwise.

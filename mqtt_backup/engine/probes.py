@@ -11,7 +11,9 @@ names unique to the run are written, one to each side:
 - the destination must not show the source's probe at its root: a union or alias that
   includes the source.
 
-Both are removed at the end of the run, whatever happened. See docs/design.md.
+The probes are written and looked for on a thread of their own while the comparison
+runs (it only reads), and removed while the delete runs, or at the end of the run,
+whatever happened. See docs/design.md.
 """
 
 from __future__ import annotations
@@ -47,9 +49,37 @@ class Probes:
         token = uuid.uuid4().hex
         self.in_destination = f"{PREFIX}{token}-d"
         self.in_source = f"{PREFIX}{token}-s"
-        self._ctx = ctx
+        # Its own last error: the probes' calls run beside the comparison's.
+        self._ctx = ctx.beside()
         self._placed: list[str] = []
         self.proved_same = False
+        self._placing: threading.Thread | None = None
+        self._placement: str | ProcessResult | None = None
+        self._removing: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start ``place()`` on a thread of its own; ``placed()`` waits for its answer."""
+
+        def place() -> None:
+            try:
+                self._placement = self.place()
+            except Exception:
+                logger.exception("job %s: placing the probe files failed", self._ctx.job_id)
+                self._placement = "could not write the probe files; nothing was deleted"
+
+        name = f"rclone-{self._ctx.job_id}-probes"
+        self._placing = threading.Thread(target=place, name=name, daemon=True)
+        self._placing.start()
+
+    def done(self) -> bool:
+        """Whether the placement started by ``start()`` has its answer."""
+        return self._placing is not None and not self._placing.is_alive()
+
+    def placed(self) -> str | ProcessResult | None:
+        """The answer of ``place()`` run by ``start()``, once it is there."""
+        if self._placing is not None:
+            self._placing.join()
+        return self._placement
 
     def same_storage(self, how: str) -> str:
         """The sentence that refuses the run: which two locations are one, and how we know."""
@@ -101,8 +131,24 @@ class Probes:
         """Whether a listing of the source shows the destination's probe, at any depth."""
         return any(path.rpartition("/")[2] == self.in_destination for path in paths)
 
+    def remove_soon(self) -> None:
+        """Start removing the probes on a thread of their own: their work is done."""
+        if self._placing is not None:
+            self._placing.join()
+        name = f"rclone-{self._ctx.job_id}-probe-remove"
+        self._removing = threading.Thread(target=self._remove, name=name, daemon=True)
+        self._removing.start()
+
     def remove(self) -> None:
-        """Remove what was placed; not cancellable, since a cancelled run must clean up too."""
+        """Remove what was placed, once placed; not cancellable, since a cancelled run must
+        clean up too."""
+        if self._placing is not None:
+            self._placing.join()
+        if self._removing is not None:
+            self._removing.join()
+        self._remove()
+
+    def _remove(self) -> None:
         ctx = self._ctx
         for path in self._placed:
             result = process.run(

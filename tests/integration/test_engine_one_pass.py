@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,22 @@ def test_a_remote_source_is_hashed_by_hashsum(
     # The sftp backend learns how to hash while the first files are asked for: rclone
     # may print no hash for them, and they are compared by check instead.
     assert at["end", "hashsum"] <= at["start", "checksum"]
+
+
+def test_a_stalled_source_hashing_falls_back_to_the_check(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    # The verification waits for the hashes taken beside the transfer: a hashsum that
+    # stops moving is stopped by the stall watchdog, and the check compares every file.
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = {"a.txt": b"a", "b.txt": b"b"}
+    write_tree(src, files, mtime=OLD)
+    binary, log = hooked_rclone(tmp_path, rclone_binary, {"hashsum": "exec sleep 60"})
+    job = vtd(src, dst) | {"stall_timeout": "2s"}
+    started = time.monotonic()
+    outcome, _ = run_job(make_config, tmp_path, job, rclone={"binary": binary})
+    assert outcome.status == "completed", outcome.error
+    assert time.monotonic() - started < 2 + 8 + 10
+    assert tree(src) == {} and tree(dst) == files
+    commands = [c for w, c, _ in calls(log) if w == "start"]
+    assert "checksum" not in commands and "check" in commands
