@@ -2,8 +2,8 @@
 
 Each returns a ``list[str]`` for ``subprocess`` (never a shell string). Flags come
 first and the paths after ``--``, so a path that starts with ``-`` is never read
-as a flag. The job's filter rules go to the transfer, the listings and the check
-alike, so all three see the same set of files.
+as a flag. The job's filter rules go to the transfer, the listings, the hashsum and
+the comparisons alike, so all of them see the same set of files.
 
 Only the transfer gets the user's flags as written. Every call that decides what is
 proven or deleted takes ``conn``: the config file plus the connection settings that

@@ -37,8 +37,9 @@ def is_failure(line: LogLine) -> bool:
 class RunContext:
     """One run's settings and shared state.
 
-    ``conn`` and ``env`` are what the sealed calls (listings, check, repair, delete, probes)
-    get instead of the user's flags and environment (engine/sealed.py).
+    ``conn`` and ``env`` are what the sealed calls (listings, hashsum, checksum, check,
+    repair, delete, probes) get instead of the user's flags and environment
+    (engine/sealed.py).
     """
 
     job_id: str

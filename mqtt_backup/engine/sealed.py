@@ -1,14 +1,15 @@
 """Pure: what of the user's rclone flags and environment may reach verification and deletion.
 
-The listings, the check, the repair and the delete decide which files are proven and which
-are deleted. A filter flag there widens the delete (rclone matches ``--include`` and
-``--filter`` rules before those of ``--filter-from``); a comparison flag such as
-``--size-only`` weakens the proof. So these calls are sealed: they get exactly the flags
-verify-then-delete chooses, the job's own ``filters`` and the rclone config file, plus what
-this allow-list names — settings that say how to reach and talk to a remote, never which
-files or how they compare. Anything else is dropped from these calls (the transfer still
-gets it). It is an allow-list on purpose: a flag rclone adds tomorrow is dropped until it
-is known to be harmless. See docs/design.md, "Deletion safety".
+The listings, the source's hashsum, the checksum and the check, the repair and the delete
+decide which files are proven and which are deleted. A filter flag there widens the
+delete (rclone matches ``--include`` and ``--filter`` rules before those of
+``--filter-from``); a comparison flag such as ``--size-only`` weakens the proof. So these
+calls are sealed: they get exactly the flags verify-then-delete chooses, the job's own
+``filters`` and the rclone config file, plus what this allow-list names — settings that
+say how to reach and talk to a remote, never which files or how they compare. Anything
+else is dropped from these calls (the transfer still gets it). It is an allow-list on
+purpose: a flag rclone adds tomorrow is dropped until it is known to be harmless. See
+docs/design.md, "Deletion safety".
 """
 
 from __future__ import annotations
