@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -54,10 +55,9 @@ class RunContext:
     env: dict[str, str] | None = None
     last_error: str | None = field(default=None)
     log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
-    # Each side's hash types, asked once per run: remote → types, or None when rclone would not say.
+    # Each side's hash types, asked once per run: remote → types, or None when rclone would
+    # not say. Shared with the contexts of calls on other threads (``beside``).
     known_hashes: dict[str, set[str] | None] = field(default_factory=dict)
-    # The source's hashing asks beside the transfer; the verification waits for its answer.
-    hash_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def hidden(self) -> list[str]:
         """Strings that must never reach an error: both paths and their remote parts."""
@@ -155,16 +155,36 @@ class RunContext:
             return default
         return max(0.1, min(default, self.deadline - time.monotonic()))
 
-    def hashes(self, remote: str) -> set[str] | None:
-        """The hash types ``remote`` supports, or None when rclone would not say."""
-        with self.hash_lock:
-            if remote not in self.known_hashes:
-                self.known_hashes[remote] = self._ask_hashes(remote)
-            return self.known_hashes[remote]
+    def hashes(self, remote: str, cancel: threading.Event | None = None) -> set[str] | None:
+        """The hash types ``remote`` supports, or None when rclone would not say.
 
-    def _ask_hashes(self, remote: str) -> set[str] | None:
+        Asked once per run and side. With ``cancel``, setting it stops the question.
+        """
+        if remote in self.known_hashes:
+            return self.known_hashes[remote]
+        found = self._ask_hashes(remote, cancel)
+        if cancel is None or not cancel.is_set():
+            self.known_hashes[remote] = found
+        return found
+
+    def _ask_hashes(self, remote: str, cancel: threading.Event | None) -> set[str] | None:
         argv = commands.features_command(self.rclone, remote, self.conn)
-        code, out = process.run_capture(argv, timeout=self.remaining(), env=self.env)
+        if cancel is None:
+            code, out = process.run_capture(argv, timeout=self.remaining(), env=self.env)
+        else:
+            path = self.run_dir / f"features-{uuid.uuid4().hex}.json"
+            result = process.run(
+                argv,
+                on_line=lambda _line: None,  # only the answer counts; None says rclone had none
+                cancel=cancel,
+                deadline=time.monotonic() + self.remaining(),
+                stdout_path=path,
+                name=f"rclone-{self.job_id}-features",
+                env=self.env,
+                on_start=self.process_started,
+            )
+            code = -1 if result.cancelled or result.timed_out else result.returncode
+            out = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
         if code != 0:
             return None
         try:
@@ -182,7 +202,7 @@ class RunContext:
             return False
         return not (source & destination)
 
-    def sum_hash(self) -> str | None:
+    def sum_hash(self, cancel: threading.Event | None = None) -> str | None:
         """The hash type both sides are hashed by once, as ``rclone check`` would choose it.
 
         None when rclone would not say which types a side has, or none is one that
@@ -190,7 +210,8 @@ class RunContext:
         """
         if _is_local(self.job.source) and _is_local(self.job.destination):
             return "md5"  # the local backend has every type; rclone check picks md5 first
-        source, destination = self.hashes(self.job.source), self.hashes(self.job.destination)
+        source = self.hashes(self.job.source, cancel)
+        destination = self.hashes(self.job.destination, cancel)
         if source is None or destination is None:
             return None
         return sums.pick_hash(source, destination)

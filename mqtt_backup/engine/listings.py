@@ -136,7 +136,7 @@ class EarlyReading:
 
     def _hash(self, stop: threading.Event) -> tuple[str, dict[str, str]] | None:
         ctx = self._ctx
-        hash_type = ctx.sum_hash()
+        hash_type = ctx.sum_hash(stop)
         if hash_type is None or stop.is_set():
             return None
         out = ctx.run_dir / "source-sums.txt"

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mqtt_backup.engine import verify as v
 from tests.integration.rclone_servers import SftpServer, sftp_server, tree, write_tree
 from tests.integration.test_engine_delete import calls, logging_rclone
@@ -299,3 +301,19 @@ def test_a_stalled_source_hashing_falls_back_to_the_check(
     assert tree(src) == {} and tree(dst) == files
     commands = [c for w, c, _ in calls(log) if w == "start"]
     assert "checksum" not in commands and "check" in commands
+
+
+def test_a_run_that_fails_early_does_not_wait_for_the_hash_type(
+    make_config: Any, tmp_path: Path, rclone_binary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Beside the transfer, rclone is asked which hashes a remote has: a question the
+    # run stops when it ends, however long the remote would take to answer.
+    monkeypatch.setenv("RCLONE_CONFIG_NAS_TYPE", "alias")
+    monkeypatch.setenv("RCLONE_CONFIG_NAS_REMOTE", str(tmp_path / "dst"))
+    binary, _ = hooked_rclone(tmp_path, rclone_binary, {"backend": "exec sleep 60"})
+    job = vtd(tmp_path / "missing", "nas:")
+    started = time.monotonic()
+    outcome, _ = run_job(make_config, tmp_path, job, rclone={"binary": binary})
+    assert outcome.status == "failed"
+    assert outcome.error == "source directory not found"
+    assert time.monotonic() - started < 20
