@@ -317,3 +317,29 @@ def test_a_run_that_fails_early_does_not_wait_for_the_hash_type(
     assert outcome.status == "failed"
     assert outcome.error == "source directory not found"
     assert time.monotonic() - started < 20
+
+
+def test_a_destination_copy_without_a_hash_proves_nothing(
+    make_config: Any, tmp_path: Path, rclone_binary: str
+) -> None:
+    # rclone checksum counts a destination file with no hash of the type as matching, and
+    # only says how many at the end (an S3 object uploaded in parts has no MD5). It does
+    # not say which: none of its matches count.
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = {"a.txt": b"a", "b.txt": b"b"}
+    write_tree(src, files, mtime=OLD)
+    notice = '{"level":"warning","msg":"1 hashes could not be checked","source":"x"}'
+    wrapper = tmp_path / "rclone-hashless"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = checksum ]; then "{rclone_binary}" "$@"; rc=$?; '
+        f"echo '{notice}' >&2; exit $rc; fi\n"
+        f'exec "{rclone_binary}" "$@"\n',
+        encoding="utf-8",
+    )
+    wrapper.chmod(0o755)
+    outcome, _ = run_job(make_config, tmp_path, vtd(src, dst), rclone={"binary": str(wrapper)})
+    assert outcome.status == "failed"
+    assert outcome.error is not None and "verify to download" in outcome.error
+    assert not outcome.retryable
+    assert tree(src) == files
