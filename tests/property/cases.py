@@ -121,7 +121,7 @@ def real_folder(spelled: str) -> Path:
 
 @dataclass(frozen=True)
 class Fault:
-    point: str  # before-check, after-check or before-delete (see faults.py)
+    point: str  # before-check, after-check, before-delete or after-hash (see faults.py)
     kind: str
     target: str  # a source path (the root_ kinds strike the destination folder itself)
 
@@ -169,7 +169,8 @@ class Example:
         return True
 
 
-SOURCE_POINTS = ["before-check", "after-check", "before-delete"]
+# after-hash: right after the source was hashed beside the transfer (verify: checksum).
+SOURCE_POINTS = ["before-check", "after-check", "before-delete", "after-hash"]
 DESTINATION_KINDS = ["remove", "corrupt", "unreadable", "root_gone", "root_unreadable"]
 
 

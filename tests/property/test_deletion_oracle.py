@@ -71,6 +71,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory, rclone_binary: str) -> Har
         ("before-check", COMPARISONS, False),
         ("after-check", COMPARISONS, True),
         ("before-delete", "delete", False),
+        ("after-hash", "hashsum", True),
     ):
         folder = base / "rclone" / point
         folder.mkdir(parents=True)
