@@ -115,6 +115,20 @@ PURE_VALIDATORS = frozenset(
         "HttpConfig._listen",
         "AppConfig._http_switch",
         "AppConfig._job_stalls_after_stats",
+        "HookConfig._argv_shorthand",
+        "HookConfig._only_strings",
+        "HookConfig._timeout",
+        "HooksConfig._a_list",
+        "Monitor._shorthand",
+        "Monitor._url",
+        "Monitor._valid",
+        "WebhookMonitor._headers",
+        "WebhookMonitor._body",
+        "MonitorEntry._one_mapping",
+        "MonitorEntry._exactly_one",
+        "MonitorDelivery._timeout",
+        "MonitorDelivery._max_delay",
+        "MonitorDelivery._max_age",
     }
 )
 

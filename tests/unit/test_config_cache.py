@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from pydantic import BaseModel
@@ -50,13 +51,30 @@ def errors_of(path: Path) -> list[str]:
     return info.value.errors
 
 
+def models_of(model: type[BaseModel], seen: set[type[BaseModel]]) -> None:
+    """``model`` and every model its fields hold, at any depth (lists, unions, dicts)."""
+    if model in seen:
+        return
+    seen.add(model)
+    pending = [field.annotation for field in model.model_fields.values()]
+    while pending:
+        kind = pending.pop()
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            models_of(kind, seen)
+        pending += list(get_args(kind))
+
+
 def validators() -> set[str]:
+    seen: set[type[BaseModel]] = set()
+    models_of(models.AppConfig, seen)
     found = set()
-    for model in vars(models).values():
-        if isinstance(model, type) and issubclass(model, BaseModel) and model is not BaseModel:
-            decorators = model.__pydantic_decorators__
-            for kind in ("validators", "field_validators", "root_validators", "model_validators"):
-                found |= {f"{model.__name__}.{name}" for name in getattr(decorators, kind)}
+    for model in seen:
+        decorators = model.__pydantic_decorators__
+        for kind in ("validators", "field_validators", "root_validators", "model_validators"):
+            for decorator in getattr(decorators, kind).values():
+                # Named where it is written: a subclass inherits its base's validators.
+                func = getattr(decorator.func, "__func__", decorator.func)
+                found.add(func.__qualname__)
     return found
 
 
