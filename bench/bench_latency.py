@@ -1,4 +1,4 @@
-"""3. Terminal-state latency: from rclone's exit to the retained terminal state at a subscriber.
+"""4. Terminal-state latency: from rclone's exit to the retained terminal state at a subscriber.
 
 rclone is wrapped in a bash script that runs the real rclone and, for the transfer
 (``copy``) only, appends ``$EPOCHREALTIME`` (a bash builtin: no fork) the moment it
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import MQTT_BACKUP, RCLONE, Env, make_tree, percentile, summary
-from bench.mqtt import Received, Subscriber
+from tests.support.mqtt import Collector, Received
 
 GOAL_P99 = 0.100
 TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
@@ -115,14 +115,14 @@ def _run(env: Env, monitor_base: str | None) -> dict[str, Any]:
         if payload.get("status") in TERMINAL and payload.get("run_id") not in seen:
             with lock:
                 seen.add(payload["run_id"])
-                terminal.append((msg.at, payload["status"]))
+                terminal.append((msg.wall, payload["status"]))
 
-    sub = Subscriber(
+    sub = Collector(
         env.broker_host,
         env.broker_port,
         ["bench_latency/bench/jobs/tiny/state"],
         on_message=on_message,
-    ).start()
+    )
     latencies: list[float] = []
     try:
         for number in range(env.warmup + runs):
@@ -142,7 +142,7 @@ def _run(env: Env, monitor_base: str | None) -> dict[str, Any]:
             if number >= env.warmup:
                 latencies.append(at - exited)
     finally:
-        sub.stop()
+        sub.close()
     return {
         "latency": {
             "runs": len(latencies),

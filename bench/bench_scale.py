@@ -1,26 +1,19 @@
-"""4. Scale: ``serve`` with many jobs: start-up publishing, retained read-back, idle RSS and CPU."""
+"""5. Scale: ``serve`` with many jobs: start-up publishing, retained read-back, idle RSS and CPU."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import MQTT_BACKUP, Env
-from bench.mqtt import Received, Subscriber
+from bench.harness import MQTT_BACKUP, Env, proc_cpu
+from tests.support.mqtt import Collector, Received
 
 GOALS = {"publish_all": 3.0, "fresh_subscriber": 1.0, "rss_mb": 80.0, "cpu_percent": 1.0}
 BASE = "bench_scale"
 INSTANCE = "scale"
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # after the ")": state is field 3, so utime (14) and stime (15) sit at 11 and 12
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _proc_status(pid: int) -> dict[str, str]:
@@ -66,16 +59,16 @@ def run(env: Env) -> dict[str, Any]:
             seen_discovery.add(msg.topic)
         else:
             return
-        times["first"] = times["first"] or msg.at
-        times["last"] = msg.at
+        times["first"] = times["first"] or msg.wall
+        times["last"] = msg.wall
 
-    watcher = Subscriber(
+    watcher = Collector(
         env.broker_host,
         env.broker_port,
         [f"{BASE}/{INSTANCE}/jobs/+/state", "homeassistant/device/+/config"],
         on_message=on_message,
         keep=False,
-    ).start()
+    )
     log = (env.root / "serve.log").open("wb")
     started = time.time()
     proc = subprocess.Popen(
@@ -96,25 +89,24 @@ def run(env: Env) -> dict[str, Any]:
                 f"states of {jobs} within 120 s"
             )
         published_at, first_at = times["last"], times["first"]
-        watcher.stop()
+        watcher.close()
         result["publish_all_seconds"] = published_at - started
         result["first_message_seconds"] = first_at - started
         result["messages_at_startup"] = watcher.count
 
-        fresh = Subscriber(env.broker_host, env.broker_port, [f"{BASE}/{INSTANCE}/jobs/+/state"])
-        fresh.start(wait=False)
+        fresh = Collector(env.broker_host, env.broker_port, [f"{BASE}/{INSTANCE}/jobs/+/state"])
         if not fresh.wait_until(lambda: fresh.count >= jobs, timeout=30):
             raise RuntimeError(f"a fresh subscriber got {fresh.count} of {jobs} retained states")
         result["fresh_subscriber_seconds"] = (
             max(m.at for m in fresh.messages) - fresh.connect_started
         )
         result["fresh_subscriber_retained"] = sum(1 for m in fresh.messages if m.retain)
-        fresh.stop()
+        fresh.close()
 
         time.sleep(settle)
-        cpu0, t0 = _proc_cpu_seconds(proc.pid), time.monotonic()
+        cpu0, t0 = proc_cpu(proc.pid)[0], time.monotonic()
         time.sleep(idle_seconds)
-        cpu1, t1 = _proc_cpu_seconds(proc.pid), time.monotonic()
+        cpu1, t1 = proc_cpu(proc.pid)[0], time.monotonic()
         status = _proc_status(proc.pid)
         result["idle_window_seconds"] = t1 - t0
         result["idle_cpu_percent"] = (cpu1 - cpu0) / (t1 - t0) * 100

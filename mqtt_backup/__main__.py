@@ -1,3 +1,3 @@
-from mqtt_backup.cli import entry
+from mqtt_backup.startup import entry
 
 entry()

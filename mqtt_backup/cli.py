@@ -43,6 +43,9 @@ NO_WIDTH_LIMIT = 10_000
 # Commands that talk to the broker, or describe its entities: under the Home Assistant
 # Supervisor, a config without a broker host gets the Supervisor's broker for them.
 BROKER_COMMANDS = frozenset({"serve", "run-job", "status", "dashboard"})
+# Commands that may take a validated config from the cache (config/cache.py): they run no
+# schedules, and starting fast is what they are for.
+CACHED_COMMANDS = frozenset({"run-job"})
 ADDON_DASHBOARD = "dashboard.yaml"
 
 logger = logging.getLogger("mqtt_backup")
@@ -97,7 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve" and write_starter_config(path):
         print(f"{path}: written with no jobs yet; add jobs, then restart", file=sys.stderr)
     try:
-        config = load_config(path, scheduling=args.command == "serve")
+        if args.command in CACHED_COMMANDS:
+            from mqtt_backup.config import cache
+
+            config = cache.load(path)[0]
+        else:
+            config = load_config(path, scheduling=args.command == "serve")
     except ConfigError as exc:
         return _invalid(path, exc.errors)
     level = args.log_level or addon_log_level() or "INFO"

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from mqtt_backup import health
+from mqtt_backup import health, startup
 from mqtt_backup.config.loader import load_config
 from mqtt_backup.config.models import AppConfig
 from mqtt_backup.config.supervisor import SupervisorError, addon_config
@@ -63,6 +63,7 @@ def serve(path: Path, config: AppConfig, redactor: RedactingFilter) -> int:
     except MqttBackupError:
         service.stop()
         raise
+    startup.resume()  # serving: the collector runs again
     conflict: InstanceOwned | None = None
     try:
         while True:

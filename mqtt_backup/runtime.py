@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import TYPE_CHECKING, Literal
 
+from mqtt_backup import startup
 from mqtt_backup.config.models import AppConfig
 from mqtt_backup.errors import InstanceOwned
 from mqtt_backup.jobs.executor import JobExecutor
@@ -172,6 +173,7 @@ def run_once(config: AppConfig, job_id: str, *, dry_run: bool = False) -> JobSta
         runtime.start_publishing([*runtime.recovered, executor.state(job_id)])
         _cancel_on_signals(lambda: executor.cancel(job_id))
         display.start()
+        startup.resume()  # everything is imported and built: the run is about to start
         return executor.run(job_id, "cli", dry_run=dry_run)
     finally:
         # The terminal state must reach the display and the publisher before they stop.

@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from mqtt_backup.config.models import ID_PATTERN, AppConfig
-from mqtt_backup.config.yaml_document import parse_document
 from mqtt_backup.errors import ConfigError
 
 DEFAULT_PATH = Path("config/mqtt-backup.yaml")
@@ -56,15 +55,20 @@ def load_config(path: str | Path, *, scheduling: bool = False) -> AppConfig:
 def load_config_and_lines(path: str | Path, *, scheduling: bool = False) -> tuple[AppConfig, Lines]:
     """load_config, and the line of each key path, to point later findings at the file."""
     path = Path(path)
-    text = _read(path)
+    return parse_file_bytes(path, read_bytes(path), scheduling=scheduling)
+
+
+def parse_file_bytes(path: Path, data: bytes, *, scheduling: bool) -> tuple[AppConfig, Lines]:
+    """Validate ``data``, read from the config file ``path``."""
+    text = decode(path, data)
     # The folder as written, not through symlinks: a linked config file keeps the paths
     # relative to where the link is, like a linked script's working files.
     base_dir = Path(os.path.abspath(path)).parent
     return _parse(text, str(path), base_dir, scheduling)
 
 
-def _read(path: Path) -> str:
-    """The file's text: a regular file of at most MAX_CONFIG_BYTES of UTF-8."""
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes: a regular file of at most MAX_CONFIG_BYTES."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer that never comes.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -87,6 +91,11 @@ def _read(path: Path) -> str:
         raise ConfigError(
             [f"{path}: is larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB; is it the config?"]
         )
+    return data
+
+
+def decode(path: Path, data: bytes) -> str:
+    """The config's text; a ConfigError naming the line when it is not UTF-8."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -108,6 +117,9 @@ def parse_config(
 def _parse(
     text: str, source: str, base_dir: Path | None, scheduling: bool
 ) -> tuple[AppConfig, Lines]:
+    # Imported here: a config from the cache (config/cache.py) is never parsed.
+    from mqtt_backup.config.yaml_document import parse_document
+
     document = parse_document(text, source)
     data = {} if document.data is None else document.data
     if not isinstance(data, dict):

@@ -37,7 +37,9 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: the validators' schema is built on the first validation, not at import.
+    # A run-job whose config comes from the cache (config/cache.py) never validates one.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def default_instance() -> str:
@@ -65,6 +67,39 @@ def _ssl_reason(exc: Exception) -> str:
     return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc)
 
 
+def tls_file_problem(path: Path) -> str | None:
+    """Why a TLS file cannot be used, or None."""
+    return _file_problem(path, 16 * 1024 * 1024)
+
+
+def ca_bundle_problem(path: Path) -> str | None:
+    """Why ``path`` does not load as a CA bundle, or None."""
+    import ssl
+
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return f"{str(path)!r} is not a CA bundle of PEM certificates ({_ssl_reason(exc)})"
+    return None
+
+
+def client_certificate_problem(certfile: Path, keyfile: Path | None) -> str | None:
+    """Why the client certificate and its key do not load, or None."""
+    import ssl
+
+    def no_password() -> bytes:
+        return b""  # never ask on the terminal: the MQTT client has no password either
+
+    try:
+        ssl.create_default_context().load_cert_chain(certfile, keyfile, password=no_password)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return (
+            f"the client certificate {str(certfile)!r} and its key do not load "
+            f"({_ssl_reason(exc)}); the key must be PEM, unencrypted, and match"
+        )
+    return None
+
+
 class TlsConfig(_Model):
     ca_certs: Path | None = Field(None, description="CA bundle that signed the broker certificate")
     certfile: Path | None = Field(None, description="client certificate, for brokers that ask")
@@ -77,7 +112,7 @@ class TlsConfig(_Model):
     @field_validator("ca_certs", "certfile", "keyfile")
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
-        problem = _file_problem(value, 16 * 1024 * 1024) if value is not None else None
+        problem = tls_file_problem(value) if value is not None else None
         if problem is not None:
             raise ValueError(problem)
         return value
@@ -85,15 +120,9 @@ class TlsConfig(_Model):
     @field_validator("ca_certs")
     @classmethod
     def _ca_bundle_loads(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            import ssl
-
-            try:
-                ssl.create_default_context().load_verify_locations(cafile=value)
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                raise ValueError(
-                    f"{str(value)!r} is not a CA bundle of PEM certificates ({_ssl_reason(exc)})"
-                ) from None
+        problem = ca_bundle_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -101,21 +130,25 @@ class TlsConfig(_Model):
         if self.keyfile is not None and self.certfile is None:
             raise ValueError("keyfile needs certfile, the client certificate it belongs to")
         if self.certfile is not None:
-            import ssl
-
-            def no_password() -> bytes:
-                return b""  # never ask on the terminal: the MQTT client has no password either
-
-            try:
-                ssl.create_default_context().load_cert_chain(
-                    self.certfile, self.keyfile, password=no_password
-                )
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                raise ValueError(
-                    f"the client certificate {str(self.certfile)!r} and its key do not load "
-                    f"({_ssl_reason(exc)}); the key must be PEM, unencrypted, and match"
-                ) from None
+            problem = client_certificate_problem(self.certfile, self.keyfile)
+            if problem is not None:
+                raise ValueError(problem)
         return self
+
+
+def password_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot hold the MQTT password, or None."""
+    problem = _file_problem(path, 64 * 1024)
+    if problem is not None:
+        return problem
+    try:
+        path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        return f"{str(path)!r} cannot be read ({exc.strerror})"
+    except UnicodeDecodeError:
+        # Never the bytes themselves: they are (part of) the password.
+        return f"{str(path)!r} is not UTF-8 text"
+    return None
 
 
 class MqttConfig(_Model):
@@ -155,18 +188,9 @@ class MqttConfig(_Model):
     @field_validator("password_file")
     @classmethod
     def _password_file_exists(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        problem = _file_problem(value, 64 * 1024)
+        problem = password_file_problem(value) if value is not None else None
         if problem is not None:
             raise ValueError(problem)
-        try:
-            value.read_bytes().decode("utf-8")
-        except OSError as exc:
-            raise ValueError(f"{str(value)!r} cannot be read ({exc.strerror})") from None
-        except UnicodeDecodeError:
-            # Never the bytes themselves: they are (part of) the password.
-            raise ValueError(f"{str(value)!r} is not UTF-8 text") from None
         return value
 
     def resolved_password(self) -> str | None:
@@ -487,6 +511,35 @@ class HttpConfig(_Model):
         return parse_listen(self.listen)
 
 
+def state_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (or become) the state folder, or None."""
+    # The nearest part that exists must be a folder, or the history cannot be created.
+    for folder in (path, *path.parents):
+        try:
+            mode = folder.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return None  # not ours to see; opening the history will say why
+        if stat.S_ISDIR(mode):
+            return None
+        if folder == path:
+            return f"{str(path)!r} is a file, not a folder"
+        return f"{str(path)!r} cannot be a folder: {str(folder)!r} is a file"
+    return None
+
+
+def timezone_problem(name: str) -> str | None:
+    """Why ``name`` is no time zone this host knows, or None."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {name!r}"
+    return None
+
+
 class AppConfig(_Model):
     instance: str = Field(default_factory=default_instance, pattern=ID_PATTERN)
     state_dir: Path = Field(Path("./state"), description="SQLite history and per-job locks")
@@ -522,32 +575,17 @@ class AppConfig(_Model):
     @field_validator("state_dir")
     @classmethod
     def _state_dir_can_be_a_folder(cls, value: Path) -> Path:
-        # The nearest part that exists must be a folder, or the history cannot be created.
-        for folder in (value, *value.parents):
-            try:
-                mode = folder.stat().st_mode
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError:
-                return value  # not ours to see; opening the history will say why
-            if stat.S_ISDIR(mode):
-                return value
-            if folder == value:
-                raise ValueError(f"{str(value)!r} is a file, not a folder")
-            raise ValueError(f"{str(value)!r} cannot be a folder: {str(folder)!r} is a file")
+        problem = state_dir_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        problem = timezone_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

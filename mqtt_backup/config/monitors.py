@@ -47,7 +47,8 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first validation, as the other config models are (config/models.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def fields_in(text: str) -> list[str]:

@@ -16,8 +16,6 @@ import ipaddress
 import json
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +144,11 @@ def fetch_service(base_url: str, token: str, timeout: float = TIMEOUT) -> Broker
     url = f"{base_url.rstrip('/')}/services/mqtt"
     if not url.startswith(("http://", "https://")):
         raise SupervisorError(f"{URL_ENV} must be an http:// or https:// address, not {base_url!r}")
+    # Only an add-on asks: urllib.request brings http.client, email and ssl (~10 ms), which
+    # every other start of mqtt-backup would pay for nothing.
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310 - checked above
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310

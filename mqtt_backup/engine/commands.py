@@ -12,12 +12,15 @@ engine/sealed.py lets through (docs/design.md, "Deletion safety").
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from mqtt_backup.config.models import JobConfig, RcloneConfig
+from mqtt_backup.engine.locations import local_path
 from mqtt_backup.engine.verify import glob_escape
 
 Verify = Literal["checksum", "size", "download"]
@@ -56,8 +59,48 @@ def _seconds(rclone: RcloneConfig) -> str:
     return f"{int(seconds * 1000)}ms"
 
 
-def transfer_command(rclone: RcloneConfig, job: JobConfig, *, dry_run: bool = False) -> list[str]:
-    """``rclone copy|sync|move SRC DST`` with JSON stats on stderr."""
+# Parallelism of a transfer between two local folders (rclone's own defaults: 4 and 8).
+# Many small files copy faster with more at once (`python -m bench --only flags`, README
+# "Performance"); each transfer may buffer 16 MiB of a big file (--buffer-size), so 8
+# bounds that at 128 MiB. Remotes keep rclone's defaults, which its backends tune and
+# which stay within cloud services' rate limits (more was slower to sftp on loopback).
+LOCAL_PARALLELISM = {"--transfers": 8, "--checkers": 16}
+
+
+def _given(flag: str, args: Iterable[str], environ: Mapping[str, str]) -> bool:
+    """Whether the user set ``flag``: on a command line, or as rclone's RCLONE_* variable."""
+    if any(a == flag or a.startswith(f"{flag}=") for a in args):
+        return True
+    return f"RCLONE_{flag.removeprefix('--').replace('-', '_').upper()}" in environ
+
+
+def parallelism_flags(
+    rclone: RcloneConfig, job: JobConfig, environ: Mapping[str, str]
+) -> list[str]:
+    """mqtt-backup's --transfers and --checkers for a local-to-local transfer, unless the
+    user chose them (extra_args of rclone or of the job, or RCLONE_TRANSFERS and so on)."""
+    if local_path(job.source) is None or local_path(job.destination) is None:
+        return []
+    given = [*rclone.extra_args, *job.extra_args]
+    flags: list[str] = []
+    for flag, value in LOCAL_PARALLELISM.items():
+        if not _given(flag, given, environ):
+            flags += [flag, str(value)]
+    return flags
+
+
+def transfer_command(
+    rclone: RcloneConfig,
+    job: JobConfig,
+    *,
+    dry_run: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """``rclone copy|sync|move SRC DST`` with JSON stats on stderr.
+
+    ``environ``: the environment rclone will run with (default: this process's), whose
+    RCLONE_* variables the default flags must not override.
+    """
     argv = [
         rclone.binary,
         job.operation,
@@ -66,6 +109,7 @@ def transfer_command(rclone: RcloneConfig, job: JobConfig, *, dry_run: bool = Fa
         _seconds(rclone),
         "--stats-log-level",
         "NOTICE",
+        *parallelism_flags(rclone, job, os.environ if environ is None else environ),
         *common_flags(rclone),
         *filter_flags(job),
         *job.extra_args,

@@ -42,7 +42,8 @@ def _fires_ever(text: str) -> bool:
 class Schedule(BaseModel):
     """A parsed schedule; ``text`` is what the user wrote."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built on first use, as the config models are (config/models.py).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     kind: Literal["cron", "interval"]
     text: str

@@ -1,129 +1,14 @@
-"""Test helpers: a collecting subscriber that waits on a predicate, and per-test topics."""
+"""The MQTT test helpers, under the name the tests have always imported them by.
 
-from __future__ import annotations
+They live in tests/support/mqtt.py, shared with the benchmarks; import them from there.
+"""
 
-import json
-import threading
-import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from tests.support.mqtt import (
+    Collector,
+    Received,
+    retained_snapshot,
+    unique_base,
+    unique_topics,
+)
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-
-@dataclass(frozen=True)
-class Received:
-    topic: str
-    payload: bytes
-    retain: bool
-    at: float
-
-    def json(self) -> Any:
-        return json.loads(self.payload)
-
-
-class Collector:
-    """A subscriber that keeps every message it receives; tests wait on what they expect."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        topics: list[str],
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        ca_certs: str | None = None,
-    ) -> None:
-        self.messages: list[Received] = []
-        self._cond = threading.Condition()
-        self._subscribed = threading.Event()
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"collector-{uuid.uuid4().hex[:8]}",
-        )
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        if ca_certs is not None:
-            self._client.tls_set(ca_certs=ca_certs)
-        # paho refuses an empty subscription; a private topic keeps the set non-empty.
-        self._topics = topics or [f"collector/{uuid.uuid4().hex}"]
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = lambda *_args: self._subscribed.set()
-        self._client.connect(host, port)
-        self._client.loop_start()
-        if not self._subscribed.wait(5):
-            raise TimeoutError("the collector did not get its subscription")
-
-    def _on_connect(self, client: mqtt.Client, *_args: object) -> None:
-        client.subscribe([(topic, 1) for topic in self._topics])
-
-    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append(
-                Received(msg.topic, bytes(msg.payload), msg.retain, time.monotonic())
-            )
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[list[Received]], Any], timeout: float = 5.0) -> Any:
-        """The predicate's first truthy answer over the messages so far; fails after timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                result = predicate(list(self.messages))
-                if result:
-                    return result
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    topics = [(m.topic, m.payload[:80]) for m in self.messages[-20:]]
-                    raise AssertionError(f"timed out; last messages: {topics}")
-                self._cond.wait(remaining)
-
-    def wait_message(
-        self, topic: str, match: Callable[[Received], bool] = lambda _m: True, timeout: float = 5.0
-    ) -> Received:
-        return self.wait_for(
-            lambda msgs: next((m for m in msgs if m.topic == topic and match(m)), None), timeout
-        )
-
-    def on(self, topic: str) -> list[Received]:
-        with self._cond:
-            return [m for m in self.messages if m.topic == topic]
-
-    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
-        self._client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-
-def retained_snapshot(host: str, port: int, pattern: str, settle: float = 0.3) -> dict[str, bytes]:
-    """What a late subscriber gets for ``pattern``: retained topics and their payloads.
-
-    A probe message to a private topic marks the end of the retained messages, so no
-    fixed sleep is needed; ``settle`` only bounds the wait for the probe itself.
-    """
-    probe = f"probe/{uuid.uuid4().hex}"
-    collector = Collector(host, port, [pattern, probe])
-    try:
-        collector.publish(probe, b"x")
-        collector.wait_message(probe, timeout=max(settle, 5.0))
-        return {m.topic: m.payload for m in collector.messages if m.retain and m.topic != probe}
-    finally:
-        collector.close()
-
-
-def unique_base() -> str:
-    """A base topic of its own per test, so retained messages never cross tests."""
-    return f"test_{uuid.uuid4().hex[:10]}"
-
-
-def unique_topics() -> dict[str, str]:
-    """``base_topic`` and ``discovery_prefix`` of a test's own, for its MQTT settings."""
-    base = unique_base()
-    return {"base_topic": base, "discovery_prefix": f"{base}_ha"}
+__all__ = ["Collector", "Received", "retained_snapshot", "unique_base", "unique_topics"]

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 def test_quick_run_writes_every_result(tmp_path: Path) -> None:
     output = tmp_path / "quick.json"
     done = subprocess.run(
@@ -27,7 +27,7 @@ def test_quick_run_writes_every_result(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=140,
+        timeout=290,
         env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
         check=False,
     )
@@ -35,8 +35,12 @@ def test_quick_run_writes_every_result(tmp_path: Path) -> None:
     report = json.loads(output.read_text())
     assert report["errors"] == {}
     results = report["results"]
-    assert set(results) == {"transfer", "verify", "latency", "scale", "deletion"}
+    assert set(results) == {"transfer", "serve", "verify", "latency", "scale", "deletion", "flags"}
     assert results["transfer"]["small"]["ratio"]["n"] == 2
+    assert results["transfer"]["fixed"]["warm"]["fixed_cost"]["n"] == 2
+    # serve's own CPU and its rclone's are read for every run started over MQTT
+    assert len(results["serve"]["small"]["serve_cpu"]["runs"]) == 2
+    assert all(run["files"] == 300 for run in results["serve"]["small"]["serve_runs"])
     assert results["latency"]["latency"]["runs"] == 5
     assert (
         results["scale"]["serve"]["fresh_subscriber_retained"] == results["scale"]["serve"]["jobs"]

@@ -160,3 +160,35 @@ def test_checksum_hashes_the_destination_against_the_sum_list(tmp_path: Path) ->
         assert argv[argv.index(flag) + 1] == str(tmp_path / name)
     assert argv[argv.index("--error") + 1] == str(tmp_path / "e")
     assert tail(argv, 4) == ["--", "md5", str(tmp_path / "sums"), JOB.destination]
+
+
+LOCAL = JobConfig(source="/srv/photos", destination="/mnt/backup/photos")
+
+
+def test_a_local_copy_gets_more_parallelism_than_rclones_default() -> None:
+    argv = commands.transfer_command(RcloneConfig(), LOCAL, environ={})
+    flags = argv[: argv.index("--")]
+    assert flags[flags.index("--transfers") + 1] == "8"
+    assert flags[flags.index("--checkers") + 1] == "16"
+
+
+def test_a_remote_on_either_side_keeps_rclones_defaults() -> None:
+    for job in (
+        LOCAL.model_copy(update={"destination": "nas:backup"}),
+        LOCAL.model_copy(update={"source": ":sftp,host=x:photos"}),
+    ):
+        argv = commands.transfer_command(RcloneConfig(), job, environ={})
+        assert "--transfers" not in argv and "--checkers" not in argv
+
+
+def test_the_users_parallelism_wins() -> None:
+    job = LOCAL.model_copy(update={"extra_args": ["--transfers=2"]})
+    argv = commands.transfer_command(RcloneConfig(), job, environ={})
+    assert "--transfers" not in argv and "--transfers=2" in argv
+    assert "--checkers" in argv
+    rclone = RcloneConfig(extra_args=["--checkers", "4"])
+    argv = commands.transfer_command(rclone, LOCAL, environ={})
+    assert argv.count("--checkers") == 1 and argv[argv.index("--checkers") + 1] == "4"
+    # rclone reads RCLONE_TRANSFERS only when the flag is not given: never shadow it
+    argv = commands.transfer_command(RcloneConfig(), LOCAL, environ={"RCLONE_TRANSFERS": "1"})
+    assert "--transfers" not in argv and "--checkers" in argv
