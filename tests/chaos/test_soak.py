@@ -140,8 +140,10 @@ def test_thousands_of_runs_leave_memory_threads_files_and_history_bounded(
     per_second = floors(samples)
     report = soak_report(per_second, finished)
     print(report)
-    # Enough runs that a leak of a few bytes, or of one descriptor, per run would show.
-    assert finished >= 0.7 * JOBS * SECONDS, report
+    # Enough runs that a leak of a few bytes, or of one descriptor, per run would show. An
+    # idle machine finishes about 1.4 runs per job and second; a busy one fewer, which is
+    # not what this test is about.
+    assert finished >= 0.3 * JOBS * SECONDS, report
     assert log.count(" failed in ") >= len(FAILING), "the failing jobs did not fail"
 
     steady = [s for s in per_second if s.at >= WARM_UP]
