@@ -59,6 +59,20 @@ def _seconds(rclone: RcloneConfig) -> str:
     return f"{int(seconds * 1000)}ms"
 
 
+def _report_flags(reports: CheckReports) -> list[str]:
+    """Where ``check`` and ``checksum`` write their verdicts, one file per kind."""
+    return [
+        "--match",
+        str(reports.match),
+        "--differ",
+        str(reports.differ),
+        "--missing-on-dst",
+        str(reports.missing_on_dst),
+        "--error",
+        str(reports.error),
+    ]
+
+
 # Parallelism of a transfer between two local folders (rclone's own defaults: 4 and 8).
 # Many small files copy faster with more at once (`python -m bench --only flags`, README
 # "Performance"); each transfer may buffer 16 MiB of a big file (--buffer-size), so 8
@@ -198,14 +212,7 @@ def check_command(
         "--stats-log-level",
         "NOTICE",
         *mode,
-        "--match",
-        str(reports.match),
-        "--differ",
-        str(reports.differ),
-        "--missing-on-dst",
-        str(reports.missing_on_dst),
-        "--error",
-        str(reports.error),
+        *_report_flags(reports),
         *conn,
         *selection,
         "--",
@@ -264,14 +271,7 @@ def checksum_command(
         _seconds(rclone),
         "--stats-log-level",
         "NOTICE",
-        "--match",
-        str(reports.match),
-        "--differ",
-        str(reports.differ),
-        "--missing-on-dst",
-        str(reports.missing_on_dst),
-        "--error",
-        str(reports.error),
+        *_report_flags(reports),
         *conn,
         *filter_flags(job),
         "--",
