@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mqtt_backup.errors import MqttBackupError
 from mqtt_backup.jobs.state import JobState, iso
 from mqtt_backup.sinks import Sink
+from mqtt_backup.sqlite_files import move_aside
 
 if TYPE_CHECKING:
     from mqtt_backup.config.models import HistoryRetention
@@ -217,13 +216,7 @@ class History:
                     raise MqttBackupError(
                         f"cannot open the history {self.path}: {again}"
                     ) from None
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-            for suffix in ("", "-wal", "-shm"):
-                # The WAL and shared memory belong to the old file: left in place, SQLite
-                # would apply the old file's pages to the new one.
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(f"{self.path}{suffix}", f"{aside}{suffix}")
+            aside = move_aside(self.path)
             logger.error(
                 "the history %s is corrupt (%s): moved it to %s and started a new, empty "
                 "history; past runs are in the moved file",

@@ -23,11 +23,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from mqtt_backup.sinks.monitors import OUTBOX_FILE
 from mqtt_backup.sinks.monitors.report import Request
+from mqtt_backup.sqlite_files import move_aside
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +152,7 @@ class PingStore:
         return db
 
     def _move_aside(self, problem: Exception) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(f"{self.path}{suffix}", f"{aside}{suffix}")
+        aside = move_aside(self.path)
         logger.error(
             "the monitors' outbox %s is damaged (%s): moved it to %s; pings waiting in it "
             "will not be sent",
