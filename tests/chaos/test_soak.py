@@ -8,7 +8,7 @@ failed copy), so each run still starts a process, reads its JSON log and parses 
 rclone costs ~0.1 s of CPU per call, which would turn these runs into half an hour on two
 cores; the chaos run uses the real one.
 
-SOAK_SECONDS (default 40) sets the length: SOAK_SECONDS=600 pytest tests/chaos/test_soak.py -s
+SOAK_SECONDS (default 30) sets the length: SOAK_SECONDS=600 pytest tests/chaos/test_soak.py -s
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.conftest import DATA
 from tests.integration.conftest import Broker
 from tests.integration.serve_helpers import Daemon, make_config
 
-SECONDS = float(os.environ.get("SOAK_SECONDS", "40"))
+SECONDS = float(os.environ.get("SOAK_SECONDS", "30"))
 JOBS = 50
 FAILING = {f"j{n:02d}" for n in range(0, JOBS, 10)}  # every tenth job fails each run
 KEEP_RUNS = 10
