@@ -124,6 +124,8 @@ class Publisher:
         return []
 
     def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        if message.topic in (self._topics.availability, self._topics.owner):
+            return  # read by the session on connect; only a daemon acts on them later
         logger.warning("ignoring a message on unexpected topic %r", message.topic[:200])
 
     def _goodbye(self) -> list[Message]:
