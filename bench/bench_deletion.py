@@ -125,7 +125,11 @@ def run(env: Env) -> dict[str, Any]:
 
     def engine_argv(source: Path) -> Sample:
         argv = delete_command(
-            RcloneConfig(binary=RCLONE), str(source), rules, [], not_modified_after=datetime.now(UTC)
+            RcloneConfig(binary=RCLONE),
+            str(source),
+            rules,
+            [],
+            not_modified_after=datetime.now(UTC),
         )
         sample = run_timed(argv)
         left[C].append(files_left(source))

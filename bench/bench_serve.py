@@ -39,7 +39,7 @@ from tests.support.mqtt import Collector, Received
 
 GOALS = {"fixed": 0.025, "big": 1.02, "small": 1.03, "serve_cpu": 0.050}
 A, B = "serve, Run now over MQTT", "rclone copy"
-BASE, INSTANCE = "bench_serve", "serve"
+BASE = "bench_serve"
 TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
 # After the terminal state, serve still writes its history and frees the run's thread:
 # its CPU is read this long after, so that all of a run's work is counted to it.
@@ -48,20 +48,15 @@ RUN_TIMEOUT = 600.0
 
 
 class Serve:
-    """One ``mqtt-backup serve`` with a job per data set, and a subscriber to their states."""
+    """One ``mqtt-backup serve`` with the given jobs, and a subscriber to their states."""
 
-    def __init__(self, env: Env, jobs: dict[str, tuple[Path, Path]]) -> None:
+    def __init__(self, env: Env, jobs: dict[str, dict[str, Any]], name: str = "serve") -> None:
         self.env = env
-        state = env.fresh("state-serve")
+        state = env.fresh(f"state-{name}")
+        # An instance of its own: another serve's retained states are not this one's.
+        self.instance = name
         config = env.config(
-            env.root / "serve.yaml",
-            {
-                job: {"name": f"bench {job}", "source": str(src), "destination": str(dst)}
-                for job, (src, dst) in jobs.items()
-            },
-            state_dir=state,
-            base_topic=BASE,
-            instance=INSTANCE,
+            env.root / f"{name}.yaml", jobs, state_dir=state, base_topic=BASE, instance=name
         )
         self._terminal: dict[str, list[tuple[Received, dict[str, Any]]]] = {j: [] for j in jobs}
         self._seen: set[str] = set()
@@ -69,11 +64,11 @@ class Serve:
         self.subscriber = Collector(
             env.broker_host,
             env.broker_port,
-            [f"{BASE}/{INSTANCE}/jobs/+/state"],
+            [f"{BASE}/{name}/jobs/+/state"],
             on_message=self._on_state,
             keep=False,
         )
-        self.log = env.root / "serve.log"
+        self.log = env.root / f"{name}.log"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [MQTT_BACKUP, "-c", str(config), "serve"],
@@ -106,7 +101,7 @@ class Serve:
         pid = self.process.pid
         own, children = proc_cpu(pid)
         start = time.monotonic()
-        self.subscriber.publish(f"{BASE}/{INSTANCE}/jobs/{job}/run", b"PRESS")
+        self.subscriber.publish(f"{BASE}/{self.instance}/jobs/{job}/run", b"PRESS")
         if not self.subscriber.wait_until(
             lambda: len(self._terminal[job]) > before, timeout=RUN_TIMEOUT
         ):
@@ -144,7 +139,7 @@ def _bare(source: Path, dest: Path) -> Sample:
     return run_timed(transfer_command(RcloneConfig(binary=RCLONE), job))
 
 
-def _cpu_rows(result: dict[str, Any]) -> None:
+def cpu_rows(result: dict[str, Any]) -> None:
     """serve's own CPU per run, and its rclone's against bare rclone's, into ``result``."""
     extras = result.pop("a_extra_runs")
     own = result.pop("a_cpu_runs")
@@ -185,7 +180,11 @@ def run(env: Env) -> dict[str, Any]:
         for side in ("a", "b")
     }
     jobs = {
-        key: (src.path if isinstance(src, Slot) else src, dests["a"][key].path)
+        key: {
+            "name": f"bench {key}",
+            "source": str(src.path if isinstance(src, Slot) else src),
+            "destination": str(dests["a"][key].path),
+        }
         for key, src in sources.items()
     }
     serve = Serve(env, jobs)
@@ -209,7 +208,7 @@ def run(env: Env) -> dict[str, Any]:
             ]
             runs = interleave(sides, rounds=env.pairs, warmup=env.warmup, env=env, cold=cold)
             result = comparison(label, A, runs[A], B, runs[B], goal)
-            _cpu_rows(result)
+            cpu_rows(result)
             return result
 
         cold_possible = env.cold and can_drop_caches()
@@ -232,8 +231,12 @@ def run(env: Env) -> dict[str, Any]:
             results[key] = result
     finally:
         serve.stop()
-    folders = [p for slot in [*sources.values(), *bare_sources.values()] if isinstance(slot, Slot)
-               for p in slot.cleanup()]
+    folders = [
+        p
+        for slot in [*sources.values(), *bare_sources.values()]
+        if isinstance(slot, Slot)
+        for p in slot.cleanup()
+    ]
     folders += [p for side in dests.values() for slot in side.values() for p in slot.cleanup()]
     env.cleanup(folders)
     results["method"] = (

@@ -141,7 +141,9 @@ class Pair:
         ]
 
     def folders(self) -> list[Path]:
-        return [p for s in self.slots.values() for slot in s.values() if slot for p in slot.cleanup()]
+        return [
+            p for s in self.slots.values() for slot in s.values() if slot for p in slot.cleanup()
+        ]
 
 
 def fixed_cost(env: Env, empty: Path, *, cold: bool) -> dict[str, Any]:

@@ -53,7 +53,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 pairs, warm cache")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 pairs without a warm-up round, warm cache")
     parser.add_argument(
         "--only",
         action="append",
@@ -76,6 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tmp", type=Path, help="parent of the temporary folder (default: $TMPDIR)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the benchmarks run now in the JSON file, keep the others",
+    )
     parser.add_argument(
         "--monitors",
         action="store_true",
@@ -126,6 +131,24 @@ def meta(args: argparse.Namespace, env: Env, bytecode: str) -> dict[str, Any]:
     }
 
 
+def merged(output: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """``report``'s benchmarks put into the one saved at ``output``; each benchmark keeps
+    the conditions it was measured under in ``measured``."""
+    try:
+        saved = json.loads(output.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return report
+    measured = saved.get("measured") or dict.fromkeys(saved["results"], saved["meta"])
+    for name, result in report["results"].items():
+        saved["results"][name] = result
+        measured[name] = report["meta"]
+        saved.get("errors", {}).pop(name, None)
+    saved["errors"] = {**saved.get("errors", {}), **report["errors"]}
+    saved["measured"] = measured
+    saved["meta"] = report["meta"]
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = args.only or list(BENCHMARKS)
@@ -145,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             broker_port=broker.port,
             quick=args.quick,
             pairs=args.pairs or (2 if args.quick else DEFAULT_PAIRS),
+            # --quick checks that every part works; a warm-up round tells it nothing more.
+            warmup=0 if args.quick else 1,
             monitors=args.monitors,
             cold=cache == "cold",
         )
@@ -168,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench.table import render
 
         print(render(report), flush=True)
+        if args.merge:
+            report = merged(output, report)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {output}", flush=True)

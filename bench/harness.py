@@ -380,9 +380,7 @@ def comparison(
     if a_cpu is not None and b_cpu is not None:
         result["a_cpu"], result["b_cpu"] = summary(a_cpu), summary(b_cpu)
         result["a_cpu_runs"], result["b_cpu_runs"] = a_cpu, b_cpu
-        result["cpu_difference"] = with_interval(
-            [x - y for x, y in zip(a_cpu, b_cpu, strict=True)]
-        )
+        result["cpu_difference"] = with_interval([x - y for x, y in zip(a_cpu, b_cpu, strict=True)])
     extras = [r.extra for r in a_runs if isinstance(r, Sample) and r.extra]
     if extras:
         result["a_extra_runs"] = extras

@@ -32,8 +32,7 @@ def _cpu(r: dict[str, Any]) -> str:
         return ""
     diff = r["cpu_difference"]
     return (
-        f"; CPU {_ms(r['a_cpu']['median'])} / {_ms(r['b_cpu']['median'])}"
-        f" (+{_ms(diff['median'])})"
+        f"; CPU {_ms(r['a_cpu']['median'])} / {_ms(r['b_cpu']['median'])} (+{_ms(diff['median'])})"
     )
 
 
@@ -126,7 +125,9 @@ def _serve_rows(s: dict[str, Any]) -> list[list[str]]:
             row = _comparison_row(f"{tag} serve, Run now vs rclone copy, {r['data']}", r)
             row[1] = f"{row[1]}; {_serve_cpu(r)}"
             out.append(row)
-    cpu = [r["serve_cpu"] for r in (s.get("big"), s.get("small"), *s.get("fixed", {}).values()) if r]
+    cpu = [
+        r["serve_cpu"] for r in (s.get("big"), s.get("small"), *s.get("fixed", {}).values()) if r
+    ]
     if cpu:
         worst = max(cpu, key=lambda c: c["median"])
         out.append(
@@ -138,6 +139,28 @@ def _serve_rows(s: dict[str, Any]) -> list[list[str]]:
                 _verdict(worst["met"], worst["clear"]),
             ]
         )
+    return out
+
+
+def _verify_rows(v: dict[str, Any]) -> list[list[str]]:
+    out = []
+    if "serve" in v:
+        row = _comparison_row(
+            f"3  verify-then-delete in serve vs by hand, {v['serve']['data']}", v["serve"]
+        )
+        row[1] = f"{row[1]}; {_serve_cpu(v['serve'])}"
+        out.append(row)
+    r = v["by_hand"]
+    out.append(_comparison_row("3  ... run-job vs by hand", r))
+    if "less_startup" in r:
+        out.append(
+            _goal_row(
+                "3  ... run-job without its start-up budget",
+                r["less_startup"],
+                f"(run-job - {_ms(r['startup_budget'])}) / by hand",
+            )
+        )
+    out.append(_comparison_row("3  ... against rclone move", v["move"]))
     return out
 
 
@@ -168,9 +191,7 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
     if "serve" in res:
         out += _serve_rows(res["serve"])
     if "verify" in res:
-        v = res["verify"]
-        out.append(_comparison_row(f"3  verify-then-delete, {v['by_hand']['data']}", v["by_hand"]))
-        out.append(_comparison_row("3  ... against rclone move", v["move"]))
+        out += _verify_rows(res["verify"])
     if "latency" in res:
         lat = res["latency"]["latency"]
         out.append(
@@ -292,11 +313,13 @@ def render(report: dict[str, Any]) -> str:
     if extra:
         lines.append("")
         lines += extra
-    m = report.get("meta", {})
-    if m:
+    measured = report.get("measured") or ({"": report["meta"]} if report.get("meta") else {})
+    if measured:
         lines.append("")
+    for name, m in measured.items():
         lines.append(
-            f"{m.get('date')}  pairs={m.get('pairs')} (+{m.get('warmup')} warm-up)  cache={m.get('cache')}  "
-            f"load at start={tuple(round(x, 2) for x in m.get('loadavg_at_start', ()))}  {m.get('rclone')}"
+            f"{name + ': ' if name else ''}{m.get('date')}  pairs={m.get('pairs')}"
+            f" (+{m.get('warmup')} warm-up)  cache={m.get('cache')}  load at start="
+            f"{tuple(round(x, 2) for x in m.get('loadavg_at_start', ()))}  {m.get('rclone')}"
         )
     return "\n".join(lines)

@@ -41,6 +41,10 @@ def test_quick_run_writes_every_result(tmp_path: Path) -> None:
     # serve's own CPU and its rclone's are read for every run started over MQTT
     assert len(results["serve"]["small"]["serve_cpu"]["runs"]) == 2
     assert all(run["files"] == 300 for run in results["serve"]["small"]["serve_runs"])
+    # verify-then-delete ran inside serve and as a run-job, each deleting its whole source
+    assert results["verify"]["serve"]["ratio"]["n"] == 2
+    assert all(run["files"] == 300 for run in results["verify"]["serve"]["serve_runs"])
+    assert results["verify"]["by_hand"]["less_startup"]["n"] == 2
     assert results["latency"]["latency"]["runs"] == 5
     assert (
         results["scale"]["serve"]["fresh_subscriber_retained"] == results["scale"]["serve"]["jobs"]
