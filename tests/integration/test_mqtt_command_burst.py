@@ -15,7 +15,7 @@ from tests.integration.mqtt_helpers import Collector
 from tests.integration.serve_helpers import Daemon, make_config, make_tree
 
 pytestmark = pytest.mark.timeout(600)
-JOBS = 500
+JOBS = 250
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def wait_until_every_job_ran(d: Daemon, stall: float = 30) -> None:
         time.sleep(0.5)
 
 
-def test_a_run_command_for_each_of_500_jobs_runs_every_job_once(
+def test_a_run_command_for_each_of_250_jobs_runs_every_job_once(
     daemon: list[Daemon], tmp_path: Path, rclone_binary: str, broker_factory: Callable[..., Broker]
 ) -> None:
     # A broker of its own: a thousand retained topics would crowd the shared one's

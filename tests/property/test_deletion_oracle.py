@@ -40,7 +40,7 @@ from tests.integration.rclone_servers import COMPARISONS, wrap_rclone
 from tests.property import faults, oracle
 from tests.property.cases import ARGS, ENV, FILTERS, OLD, Example, examples, real_folder, spell
 
-EXAMPLES = int(os.environ.get("ORACLE_EXAMPLES", "90"))
+EXAMPLES = int(os.environ.get("ORACLE_EXAMPLES", "70"))
 SEED = os.environ.get("ORACLE_SEED")
 
 
