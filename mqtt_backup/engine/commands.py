@@ -74,10 +74,11 @@ def _report_flags(reports: CheckReports) -> list[str]:
 
 
 # Parallelism of a transfer between two local folders (rclone's own defaults: 4 and 8).
-# Many small files copy faster with more at once (`python -m bench --only flags`, README
-# "Performance"); each transfer may buffer 16 MiB of a big file (--buffer-size), so 8
-# bounds that at 128 MiB. Remotes keep rclone's defaults, which its backends tune and
-# which stay within cloud services' rate limits (more was slower to sftp on loopback).
+# Many small files copy faster with more at once on a busy machine, and no slower when the
+# disk sets the pace (`python -m bench --only flags`, README "Performance"); each transfer
+# may buffer 16 MiB of a big file (--buffer-size), so 8 bounds that at 128 MiB. Remotes
+# keep rclone's defaults, which its backends tune and which stay within cloud services'
+# rate limits (more was slower to sftp on loopback).
 LOCAL_PARALLELISM = {"--transfers": 8, "--checkers": 16}
 
 
