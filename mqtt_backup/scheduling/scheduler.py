@@ -167,6 +167,11 @@ class JobScheduler:
             self._closed = True
             self._built.clear()
         if scheduler is not None:
+            # shutdown() marks the scheduler stopped without waiting for its thread, which may
+            # be about to drop a one-off catch-up it just fired; removing every job first waits
+            # for that (both take APScheduler's job store lock), so its thread never looks for
+            # a job that shutdown() already hid (JobLookupError, with a traceback).
+            scheduler.remove_all_jobs()
             scheduler.shutdown(wait=False)
 
     @property
