@@ -54,9 +54,11 @@ def filter_flags(job: JobConfig) -> list[str]:
     return flags
 
 
-def _seconds(rclone: RcloneConfig) -> str:
-    seconds = rclone.stats_interval.total_seconds()
-    return f"{int(seconds * 1000)}ms"
+def _stats(rclone: RcloneConfig) -> list[str]:
+    """JSON log lines and a stats line every ``stats_interval`` on stderr: the progress the
+    state shows, and what lets the stall watchdog see a call move on."""
+    every = f"{int(rclone.stats_interval.total_seconds() * 1000)}ms"
+    return ["--use-json-log", "--stats", every, "--stats-log-level", "NOTICE"]
 
 
 def _report_flags(reports: CheckReports) -> list[str]:
@@ -119,11 +121,7 @@ def transfer_command(
     argv = [
         rclone.binary,
         job.operation,
-        "--use-json-log",
-        "--stats",
-        _seconds(rclone),
-        "--stats-log-level",
-        "NOTICE",
+        *_stats(rclone),
         *parallelism_flags(rclone, job, os.environ if environ is None else environ),
         *common_flags(rclone),
         *filter_flags(job),
@@ -206,12 +204,7 @@ def check_command(
         rclone.binary,
         "check",
         "--one-way",
-        "--use-json-log",
-        # Stats let the stall watchdog see the check move on.
-        "--stats",
-        _seconds(rclone),
-        "--stats-log-level",
-        "NOTICE",
+        *_stats(rclone),
         *mode,
         *_report_flags(reports),
         *conn,
@@ -233,12 +226,7 @@ def hashsum_command(
     return [
         rclone.binary,
         "hashsum",
-        "--use-json-log",
-        # Stats let the stall watchdog see the hashing move on.
-        "--stats",
-        _seconds(rclone),
-        "--stats-log-level",
-        "NOTICE",
+        *_stats(rclone),
         *conn,
         *filter_flags(job),
         "--",
@@ -266,12 +254,7 @@ def checksum_command(
         rclone.binary,
         "checksum",
         "--one-way",
-        "--use-json-log",
-        # Stats let the stall watchdog see the hashing move on.
-        "--stats",
-        _seconds(rclone),
-        "--stats-log-level",
-        "NOTICE",
+        *_stats(rclone),
         *_report_flags(reports),
         *conn,
         *filter_flags(job),
@@ -295,12 +278,7 @@ def repair_command(
         "copy",
         "--ignore-times",
         "--no-traverse",
-        "--use-json-log",
-        # Stats let the stall watchdog see the copy move on.
-        "--stats",
-        _seconds(rclone),
-        "--stats-log-level",
-        "NOTICE",
+        *_stats(rclone),
         *conn,
         "--files-from-raw",
         str(files_from),
@@ -335,11 +313,7 @@ def delete_command(
     return [
         rclone.binary,
         "delete",
-        "--use-json-log",
-        "--stats",
-        _seconds(rclone),
-        "--stats-log-level",
-        "NOTICE",
+        *_stats(rclone),
         "--min-age",
         rclone_time(not_modified_after),
         *conn,
