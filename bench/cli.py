@@ -142,8 +142,9 @@ def merged(output: Path, report: dict[str, Any]) -> dict[str, Any]:
     for name, result in report["results"].items():
         saved["results"][name] = result
         measured[name] = report["meta"]
-        saved.get("errors", {}).pop(name, None)
-    saved["errors"] = {**saved.get("errors", {}), **report["errors"]}
+    kept_errors = saved.get("errors", {}).items()
+    saved["errors"] = {n: e for n, e in kept_errors if n not in report["results"]}
+    saved["errors"] |= report["errors"]
     saved["measured"] = measured
     saved["meta"] = report["meta"]
     return saved
